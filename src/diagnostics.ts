@@ -1,0 +1,74 @@
+import diagnostics from 'node:diagnostics_channel';
+
+/**
+ * Channels on `node:diagnostics_channel`. Every message carries `database` (the
+ * database's `name`) and the ids that tie it to a scope and a transaction; statement
+ * text is sent without parameter values, and no message ever holds a password.
+ */
+export const channels = {
+  query: diagnostics.channel('txscope:query'),
+  acquire: diagnostics.channel('txscope:acquire'),
+  release: diagnostics.channel('txscope:release'),
+  begin: diagnostics.channel('txscope:begin'),
+  commit: diagnostics.channel('txscope:commit'),
+  rollback: diagnostics.channel('txscope:rollback'),
+  error: diagnostics.channel('txscope:error'),
+  leak: diagnostics.channel('txscope:leak'),
+} as const;
+
+/** `txscope:query`: one statement, published when it settles. */
+export interface QueryEvent {
+  database: string;
+  text: string;
+  durationMs: number;
+  scopeId: number | null;
+  transactionId: number | null;
+  error?: unknown;
+}
+
+/** `txscope:acquire` / `txscope:release`: a connection taken from or given back to the pool. */
+export interface ConnectionEvent {
+  database: string;
+  scopeId: number | null;
+  transactionId: number | null;
+  /** Milliseconds spent waiting (acquire) or holding the connection (release). */
+  durationMs: number;
+  /** On release: the connection was closed instead of pooled. */
+  destroyed?: boolean;
+}
+
+/** `txscope:begin`, `txscope:commit`, `txscope:rollback`. */
+export interface TransactionEvent {
+  database: string;
+  scopeId: number | null;
+  transactionId: number;
+  /** On commit and rollback: milliseconds since BEGIN. */
+  durationMs?: number;
+  isolation?: string | undefined;
+  readOnly?: boolean;
+  /** On rollback: why (`error`, `rollback_only`, `timeout`, `aborted`, `scope_end`, …). */
+  reason?: string;
+}
+
+/** `txscope:error`: an error txscope could not hand to a caller (a failing callback, a failed rollback). */
+export interface ErrorEvent {
+  database: string;
+  /** What failed: `afterCommit`, `afterRollback`, `afterCompletion`, `rollback`, `release`, `connection`. */
+  source: string;
+  error: unknown;
+  transactionId: number | null;
+}
+
+/** `txscope:leak`: a connection held longer than `leakDetectionMs`. */
+export interface LeakEvent {
+  database: string;
+  transactionId: number | null;
+  scopeId: number | null;
+  heldMs: number;
+  /** Where the transaction (or pin) holding the connection began. */
+  stack: string;
+}
+
+export function publish(channel: diagnostics.Channel, message: unknown): void {
+  if (channel.hasSubscribers) channel.publish(message);
+}

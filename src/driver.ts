@@ -1,0 +1,96 @@
+/**
+ * The structural contract between the core and a database driver. The core never
+ * imports a driver package: each adapter (txscope/pg, txscope/mysql, …) implements
+ * these interfaces over the library the user already has.
+ */
+
+/** SQL isolation levels, as spelled in `options.isolation`. */
+export type IsolationLevel = 'read uncommitted' | 'read committed' | 'repeatable read' | 'serializable';
+
+/** What a statement returned. `rowCount` is the rows returned or affected. */
+export interface QueryResult<Row = Record<string, unknown>> {
+  rows: Row[];
+  rowCount: number;
+}
+
+/** What a driver connection returns for one statement. */
+export interface DriverResult {
+  rows: unknown[];
+  rowCount: number;
+  /** The command tag the server answered with (`COMMIT`, `ROLLBACK`, `INSERT`, …), when the protocol has one. */
+  command?: string | undefined;
+}
+
+/** Transaction status of a connection, as the driver itself knows it. */
+export type ConnectionStatus = 'idle' | 'in_transaction' | 'failed' | 'unknown';
+
+/** How a driver classifies an error. */
+export type ErrorKind =
+  /**
+   * A serialization failure, a deadlock or a busy database: the transaction is lost,
+   * and re-running it may succeed.
+   */
+  | 'retryable'
+  /**
+   * The statement failed and the transaction cannot go on safely (a MySQL lock-wait
+   * timeout rolls back only the statement): txscope rolls the whole transaction back.
+   */
+  | 'transaction_aborted'
+  /** The connection is gone (terminated, reset, closed): the transaction's fate is lost with it. */
+  | 'connection_lost'
+  /** A statement was cancelled on request (timeout or abort). */
+  | 'cancelled'
+  | 'other';
+
+/** SQL syntax that differs between databases. */
+export interface Dialect {
+  readonly name: 'postgres' | 'mysql' | 'sqlite';
+  /** The bind placeholder for the 1-based parameter `index` (`$1`, `?`). */
+  placeholder(index: number): string;
+  quoteIdentifier(name: string): string;
+  /** Statements that begin a transaction, sent in order on its connection. */
+  begin(options: { isolation: IsolationLevel | undefined; readOnly: boolean }): readonly string[];
+  readonly commit: string;
+  readonly rollback: string;
+  savepoint(name: string): string;
+  releaseSavepoint(name: string): string;
+  rollbackToSavepoint(name: string): string;
+  /** Isolation levels the database honours; asking for another is `ERR_INVALID_OPTION`. */
+  readonly isolationLevels: readonly IsolationLevel[];
+  /** False when the database answered COMMIT by rolling back (PostgreSQL's `ROLLBACK` tag). */
+  committed(result: DriverResult): boolean;
+}
+
+/** One checked-out connection. */
+export interface DriverConnection {
+  query(text: string, values: readonly unknown[]): Promise<DriverResult>;
+  /** The driver's own view of the connection's transaction state. */
+  status(): ConnectionStatus;
+  /** Cancels the statement running on this connection, if any (server-side cancel). */
+  cancel(): Promise<void>;
+}
+
+/** Pool counters, as the driver's pool reports them. */
+export interface PoolCounts {
+  /** Connections open (idle + checked out). */
+  total: number;
+  idle: number;
+  /** Acquire requests waiting for a connection. */
+  waiting: number;
+  /** Pool size. */
+  max: number;
+}
+
+/** A database driver: a pool and its dialect. */
+export interface Driver {
+  readonly dialect: Dialect;
+  /** A label for messages and events: database and host, never a password. */
+  readonly label: string;
+  /** Takes a connection from the pool, waiting at most the driver's acquire timeout. */
+  acquire(): Promise<DriverConnection>;
+  /** Gives a connection back; `destroy` closes it instead of pooling it. */
+  release(connection: DriverConnection, options: { destroy: boolean }): void;
+  classify(error: unknown): ErrorKind;
+  counts(): PoolCounts;
+  close(): Promise<void>;
+}

@@ -1,0 +1,114 @@
+import type { Dialect } from './driver.js';
+
+type Part = string | SqlParam | SqlIdentifier | SqlFragment;
+
+class SqlParam {
+  constructor(readonly value: unknown) {}
+}
+
+class SqlIdentifier {
+  constructor(readonly name: string) {}
+}
+
+/**
+ * A piece of SQL built by the `sql` tag: text and bound values, kept apart until
+ * the driver's dialect turns it into placeholders.
+ */
+export class SqlFragment {
+  /** @internal */
+  readonly parts: readonly Part[];
+
+  /** @internal */
+  constructor(parts: readonly Part[]) {
+    this.parts = parts;
+  }
+}
+
+/** A statement ready for a driver: text with the dialect's placeholders, and its values. */
+export interface CompiledStatement {
+  text: string;
+  values: unknown[];
+}
+
+function toPart(value: unknown): Part {
+  return value instanceof SqlFragment || value instanceof SqlIdentifier ? value : new SqlParam(value);
+}
+
+interface SqlTag {
+  /**
+   * Builds a statement: every `${value}` becomes a bound parameter, never text.
+   *
+   * @example
+   * ```ts
+   * await db.query(sql`select * from users where id = ${id}`);
+   * ```
+   */
+  (strings: TemplateStringsArray, ...values: unknown[]): SqlFragment;
+  /**
+   * A quoted identifier (table or column name) in the dialect's quoting.
+   *
+   * @example
+   * ```ts
+   * sql`select * from ${sql.id(table)}`
+   * ```
+   */
+  id(name: string): SqlFragment;
+  /**
+   * Joins items with a separator (default `', '`): values are bound, fragments are spliced in.
+   *
+   * @example
+   * ```ts
+   * sql`select * from users where id in (${sql.join(ids)})`
+   * ```
+   */
+  join(items: readonly unknown[], separator?: string): SqlFragment;
+}
+
+function tag(strings: TemplateStringsArray, ...values: unknown[]): SqlFragment {
+  const parts: Part[] = [];
+  for (let i = 0; i < strings.length; i++) {
+    const text = strings[i];
+    if (text) parts.push(text);
+    if (i < values.length) parts.push(toPart(values[i]));
+  }
+  return new SqlFragment(parts);
+}
+
+/** The `sql` tagged template. See {@link SqlTag}. */
+export const sql: SqlTag = Object.assign(tag, {
+  id(name: string): SqlFragment {
+    if (typeof name !== 'string' || name.length === 0) {
+      throw new TypeError('sql.id() takes a non-empty string');
+    }
+    return new SqlFragment([new SqlIdentifier(name)]);
+  },
+  join(items: readonly unknown[], separator = ', '): SqlFragment {
+    if (typeof separator !== 'string') {
+      throw new TypeError("sql.join() takes a string separator, such as ', '");
+    }
+    const parts: Part[] = [];
+    items.forEach((item, i) => {
+      if (i > 0 && separator) parts.push(separator);
+      parts.push(toPart(item));
+    });
+    return new SqlFragment(parts);
+  },
+});
+
+/** Turns a fragment into dialect text with numbered placeholders. */
+export function compile(fragment: SqlFragment, dialect: Dialect): CompiledStatement {
+  const values: unknown[] = [];
+  let text = '';
+  const walk = (parts: readonly Part[]): void => {
+    for (const part of parts) {
+      if (typeof part === 'string') text += part;
+      else if (part instanceof SqlParam) {
+        values.push(part.value);
+        text += dialect.placeholder(values.length);
+      } else if (part instanceof SqlIdentifier) text += dialect.quoteIdentifier(part.name);
+      else walk(part.parts);
+    }
+  };
+  walk(fragment.parts);
+  return { text, values };
+}

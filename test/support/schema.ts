@@ -1,0 +1,37 @@
+import { type Database, sql } from '../../src/index.js';
+
+/** (Re)creates `items (id, tag, n)` in the database's dialect. */
+export async function itemsTable(db: Database, name = 'items'): Promise<void> {
+  const id =
+    db.dialect.name === 'mysql'
+      ? 'int auto_increment primary key'
+      : db.dialect.name === 'sqlite'
+        ? 'integer primary key autoincrement'
+        : 'serial primary key';
+  await db.detached(async () => {
+    await db.query(sql`drop table if exists ${sql.id(name)}`);
+    await db.query(sql`create table ${sql.id(name)} (id ${raw(id)}, tag varchar(200) not null, n int)`);
+  });
+}
+
+/** A statement that keeps the server busy for `seconds`, or null where the dialect has none. */
+export function sleepStatement(db: Database, seconds: number): string | null {
+  switch (db.dialect.name) {
+    case 'postgres':
+      return `select pg_sleep(${seconds})`;
+    case 'mysql':
+      return `select sleep(${seconds})`;
+    default:
+      return null;
+  }
+}
+
+/** Inserts one row tagged `tag`. */
+export function insertItem(db: Database, tag: string, n = 0) {
+  return db.query(sql`insert into items (tag, n) values (${tag}, ${n})`);
+}
+
+// Only for fixed, test-owned text (column types): never user input.
+function raw(text: string) {
+  return sql([text] as unknown as TemplateStringsArray);
+}
