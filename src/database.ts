@@ -15,6 +15,7 @@ import { type ConnectionSource, Lease, Pin } from './lease.js';
 import {
   checkMilliseconds,
   invalidOption,
+  type RetryOptions,
   type TransactionOptions,
   validateTransactionOptions,
 } from './options.js';
@@ -567,9 +568,9 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     const retry = merged.retry;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#attempt(call, merged, b, session, held);
+        return await this.#attempt(call, merged, b, session, held, attempt);
       } catch (error) {
-        if (retry === undefined || attempt >= retry.attempts || !this.#retryable(error)) throw error;
+        if (retry === undefined || !this.#willRetry(retry, attempt, error)) throw error;
         await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, retry)));
         if (session?.abortError) throw session.abortError;
         if (session?.closed) throw scopeClosedError();
@@ -583,6 +584,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     b: Binding | undefined,
     session: Session | null,
     held: readonly Lease[],
+    attempt: number,
   ): Promise<T> {
     // A transaction inside db.connection(fn) runs on the pinned connection, one at a time.
     const pin = held === empty && b?.pin && !b.pin.closed ? b.pin : null;
@@ -590,6 +592,8 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     try {
       const lease = pin?.lease ?? this.#lease(held, session);
       const tx = new Transaction(this, lease, session, o.isolation, o.readOnly ?? false, pin === null);
+      const retry = o.retry;
+      if (retry !== undefined) tx.willRetry = (error) => this.#willRetry(retry, attempt, error);
       this.#activeTransactions++;
       const binding = bind(this, b, { session, frame: tx.root, pin: b?.pin ?? null, held, detached: false });
       const timer = o.timeoutMs === undefined ? undefined : this.#deadline(tx, o.timeoutMs);
@@ -608,8 +612,9 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     }
   }
 
-  #retryable(error: unknown): boolean {
-    if (error instanceof TxScopeError) return false;
+  /** Only driver errors the driver calls retryable are retried: never ERR_COMMIT_UNKNOWN or a lost connection. */
+  #willRetry(retry: RetryOptions, attempt: number, error: unknown): boolean {
+    if (attempt >= retry.attempts || error instanceof TxScopeError) return false;
     return this.#driver.classify(error) === 'retryable';
   }
 

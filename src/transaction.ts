@@ -104,6 +104,8 @@ export class Transaction {
   #fail!: (error: Error) => void;
   #destroy = false;
   #resolveDone!: () => void;
+  /** Set by the database on attempts of a `retry` transaction: true when `error` will be retried. */
+  willRetry: (error: unknown) => boolean = () => false;
   /** Resolves once the transaction has ended and its connection is back. */
   readonly done = new Promise<void>((resolve) => {
     this.#resolveDone = resolve;
@@ -253,7 +255,7 @@ export class Transaction {
         await this.#commit();
         throw error;
       }
-      await this.rollback(reasonOf(error, this.failure));
+      await this.rollback(reasonOf(error, this.failure), error);
       throw error;
     }
     await this.#commit();
@@ -306,7 +308,7 @@ export class Transaction {
           { cause: error },
         );
       }
-      await this.#finish('rolled_back', 'commit_failed');
+      await this.#finish('rolled_back', 'commit_failed', error);
       throw error;
     }
     if (!this.host.dialect.committed(result)) {
@@ -321,7 +323,7 @@ export class Transaction {
   }
 
   /** Rolls back (waiting for statements in flight), releases, runs the rollback callbacks. */
-  async rollback(reason: string): Promise<void> {
+  async rollback(reason: string, error?: unknown): Promise<void> {
     if (this.ended) return;
     this.root.closed = true;
     this.#committing = true;
@@ -336,10 +338,10 @@ export class Transaction {
         this.host.report('rollback', error, this.id);
       }
     }
-    await this.#finish('rolled_back', reason);
+    await this.#finish('rolled_back', reason, error);
   }
 
-  async #finish(status: CompletionStatus | null, reason?: string): Promise<void> {
+  async #finish(status: CompletionStatus | null, reason?: string, error?: unknown): Promise<void> {
     if (this.ended) return;
     this.ended = true;
     this.root.closed = true;
@@ -354,6 +356,8 @@ export class Transaction {
     }
     const callbacks = this.root.callbacks;
     if (callbacks === null || status === null) return;
+    // An attempt that will be run again leaves no trace: its callbacks are dropped.
+    if (status === 'rolled_back' && error !== undefined && this.willRetry(error)) return;
     await this.#runCallbacks(
       status === 'committed' ? callbacks.afterCommit : callbacks.afterRollback,
       status,

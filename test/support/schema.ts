@@ -35,3 +35,29 @@ export function insertItem(db: Database, tag: string, n = 0) {
 function raw(text: string) {
   return sql([text] as unknown as TemplateStringsArray);
 }
+
+/** How many statements containing `marker` the server is running right now (PostgreSQL, MySQL). */
+export async function runningStatements(
+  observe: (text: string) => Promise<Record<string, unknown>[]>,
+  dialect: string,
+  marker: string,
+): Promise<number> {
+  const text =
+    dialect === 'postgres'
+      ? `select count(*) as n from pg_stat_activity where state = 'active' and pid <> pg_backend_pid() and query like '%${marker}%'`
+      : `select count(*) as n from information_schema.PROCESSLIST where COMMAND = 'Query' and ID <> CONNECTION_ID() and INFO like '%${marker}%'`;
+  const rows = await observe(text);
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** Connections of this database left inside a transaction (PostgreSQL only; 0 elsewhere). */
+export async function idleInTransaction(
+  observe: (text: string) => Promise<Record<string, unknown>[]>,
+  dialect: string,
+): Promise<number> {
+  if (dialect !== 'postgres') return 0;
+  const rows = await observe(
+    "select count(*) as n from pg_stat_activity where datname = current_database() and state like 'idle in transaction%'",
+  );
+  return Number(rows[0]?.n ?? 0);
+}
