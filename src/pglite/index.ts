@@ -15,6 +15,12 @@ export interface PGliteLike {
   readonly closed: boolean;
 }
 
+/** Options of {@link pglite}. */
+export interface PGliteOptions {
+  /** How long a statement or transaction waits for its turn on the one connection; default 10000. */
+  acquireTimeoutMillis?: number;
+}
+
 interface PGliteModule {
   PGlite: new (dataDir?: string) => PGliteLike;
 }
@@ -47,7 +53,10 @@ class PGliteDriver implements Driver {
   #holder: PGliteConnection | null = null;
   #waiting = 0;
 
-  constructor(source: PGliteLike | string | undefined) {
+  readonly #acquireTimeoutMillis: number;
+
+  constructor(source: PGliteLike | string | undefined, acquireTimeoutMillis: number) {
+    this.#acquireTimeoutMillis = acquireTimeoutMillis;
     if (typeof source === 'object') {
       this.#db = source;
       this.label = 'pglite';
@@ -75,7 +84,7 @@ class PGliteDriver implements Driver {
     this.#waiting++;
     let unlock: () => void;
     try {
-      unlock = await this.#turns.lock();
+      unlock = await this.#turn();
     } finally {
       this.#waiting--;
     }
@@ -92,6 +101,26 @@ class PGliteDriver implements Driver {
   }
 
   #unlock: (() => void) | null = null;
+
+  /** The next turn on the one connection, or ERR_POOL_TIMEOUT after `acquireTimeoutMillis`. */
+  #turn(): Promise<() => void> {
+    const turn = this.#turns.lock();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // The turn still comes later: hand it straight on.
+        turn.then((unlock) => unlock());
+        reject(
+          new TxScopeError(
+            ErrorCode.POOL_TIMEOUT,
+            `no turn on the PGlite connection within acquireTimeoutMillis (${this.#acquireTimeoutMillis} ms): ` +
+              `1 connection, busy, ${this.#waiting} waiting. A transaction holds it too long (leakDetectionMs shows where)`,
+          ),
+        );
+      }, this.#acquireTimeoutMillis);
+    });
+    return Promise.race([turn, timeout]).finally(() => clearTimeout(timer));
+  }
 
   release(connection: DriverConnection, options: { destroy: boolean }): void {
     if (connection !== this.#holder) return;
@@ -124,7 +153,8 @@ class PGliteDriver implements Driver {
 
 /**
  * An in-process PostgreSQL (PGlite): a PGlite instance, a data directory, or in memory
- * when omitted. It has one connection: transactions of concurrent scopes take turns.
+ * when omitted. It has one connection: transactions of concurrent scopes take turns, each
+ * waiting at most `acquireTimeoutMillis` (default 10 s) for it.
  *
  * @example
  * ```ts
@@ -133,12 +163,19 @@ class PGliteDriver implements Driver {
  * const db = createDatabase({ driver: pglite('./.data/app') });
  * ```
  */
-export function pglite(source?: PGliteLike | string): Driver {
+export function pglite(source?: PGliteLike | string, options: PGliteOptions = {}): Driver {
   if (source !== undefined && typeof source !== 'string' && (source === null || typeof source !== 'object')) {
     throw new TxScopeError(
       ErrorCode.INVALID_OPTION,
       'pglite() takes a PGlite instance, a data directory, or nothing (in memory)',
     );
   }
-  return new PGliteDriver(source);
+  const timeout = options.acquireTimeoutMillis ?? 10_000;
+  if (!(typeof timeout === 'number' && timeout > 0)) {
+    throw new TxScopeError(
+      ErrorCode.INVALID_OPTION,
+      `invalid option pglite.acquireTimeoutMillis: got ${JSON.stringify(timeout)}; allowed: a number > 0`,
+    );
+  }
+  return new PGliteDriver(source, timeout);
 }

@@ -97,3 +97,30 @@ forEachDriver('pool', (env) => {
     await db.close();
   });
 });
+
+it('PGlite: a turn on its one connection waits at most acquireTimeoutMillis', async () => {
+  const { pglite } = await import('../../src/pglite/index.js');
+  const db = createDatabase({
+    driver: pglite(undefined, { acquireTimeoutMillis: 100 }),
+    name: 'one-connection',
+  });
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let holding!: () => void;
+  const isHolding = new Promise<void>((resolve) => {
+    holding = resolve;
+  });
+  const holder = db.transaction(async () => {
+    await db.query(sql`select 1 as one`);
+    holding();
+    await held;
+  });
+  await isHolding;
+  await expect(db.query(sql`select 2 as two`)).rejects.toMatchObject({ code: 'ERR_POOL_TIMEOUT' });
+  release();
+  await holder;
+  expect((await db.query<{ two: number }>(sql`select 2 as two`)).rows).toEqual([{ two: 2 }]);
+  await db.close();
+});
