@@ -286,6 +286,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     held: readonly Lease[],
   ): Promise<DriverResult> {
     const connection = await this.#take(held, session?.id ?? null, null, '');
+    const acquiredAt = performance.now();
     let destroy = false;
     try {
       return await this.execute(connection, text, values, session, null);
@@ -300,7 +301,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
       }
       throw error;
     } finally {
-      await this.#give(connection, destroy, session?.id ?? null, null);
+      await this.#give(connection, destroy, session?.id ?? null, null, acquiredAt);
     }
   }
 
@@ -362,7 +363,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
   }
 
   release(lease: Lease, connection: DriverConnection, destroy: boolean): Promise<void> {
-    return this.#give(connection, destroy, lease.scopeId, lease.transactionId);
+    return this.#give(connection, destroy, lease.scopeId, lease.transactionId, lease.acquiredAt);
   }
 
   async #take(
@@ -408,6 +409,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     destroy: boolean,
     scopeId: number | null,
     transactionId: number | null,
+    acquiredAt: number,
   ): Promise<void> {
     const leak = this.#leaks.get(connection);
     if (leak !== undefined) {
@@ -437,13 +439,16 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     this.#counts.checkedOut--;
     this.#counts.released++;
     if (discard) this.#counts.destroyed++;
-    publish(channels.release, {
-      database: this.name,
-      scopeId,
-      transactionId,
-      durationMs: 0,
-      destroyed: discard,
-    });
+    if (channels.release.hasSubscribers) {
+      const event: ConnectionEvent = {
+        database: this.name,
+        scopeId,
+        transactionId,
+        durationMs: performance.now() - acquiredAt,
+        destroyed: discard,
+      };
+      channels.release.publish(event);
+    }
   }
 
   #watchLeak(
@@ -856,7 +861,7 @@ async function joined<T>(
   rollbackOn: ((error: unknown) => boolean) | undefined,
 ): Promise<T> {
   try {
-    return await fn();
+    return await frame.transaction.race(fn());
   } catch (error) {
     let rollback = true;
     if (rollbackOn !== undefined) {

@@ -390,7 +390,7 @@ export class Transaction {
       if (parent.isClosed) throw this.failure ?? closedError();
       let result: T;
       try {
-        result = await fn();
+        result = await this.race(fn());
       } catch (error) {
         if (error === this.failure || this.failure !== null) throw error;
         if (rollbackOn !== undefined && !safeRollbackOn(rollbackOn, error)) {
