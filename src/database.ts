@@ -314,7 +314,13 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     if (pin.closed) throw pinClosedError();
     const unlock = await pin.turns.lock();
     try {
+      // The pin never moves to another connection: the session state it was taken for is gone.
+      if (pin.lease.lost !== undefined) throw pinLostError(pin.lease.lost);
       return await pin.lease.run((c) => this.execute(c, text, values, session, null));
+    } catch (error) {
+      if (error instanceof TxScopeError || !this.isConnectionLost(error)) throw error;
+      pin.lease.lost ??= error;
+      throw pinLostError(error);
     } finally {
       unlock();
     }
@@ -420,7 +426,9 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     if (!discard) {
       // Only a clean connection goes back: the driver's own status is the judge.
       const status = connection.status();
-      if (status === 'in_transaction' || status === 'failed') {
+      if (status === 'closed') {
+        discard = true;
+      } else if (status === 'in_transaction' || status === 'failed') {
         try {
           await connection.query(this.dialect.rollback, []);
           const after = connection.status();
@@ -501,6 +509,16 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     }
     const current = b?.frame ?? null;
     if (current?.isClosed) return Promise.reject(current.transaction.failure ?? closedError());
+    // @Transactional() could only check the level against all four: the database is known now.
+    if (o.isolation !== undefined && !this.dialect.isolationLevels.includes(o.isolation)) {
+      return Promise.reject(
+        invalidOption(
+          'isolation',
+          `${this.dialect.isolationLevels.map((l) => `'${l}'`).join(', ')} on ${this.dialect.name}`,
+          o.isolation,
+        ),
+      );
+    }
     const propagation = o.propagation ?? this.#defaults.propagation ?? 'required';
     const call = (): Promise<T> => Promise.resolve().then(fn);
 
@@ -595,6 +613,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     const pin = held === empty && b?.pin && !b.pin.closed ? b.pin : null;
     const unlock = pin === null ? null : await pin.turns.lock();
     try {
+      if (pin?.lease.lost !== undefined) throw pinLostError(pin.lease.lost);
       const lease = pin?.lease ?? this.#lease(held, session);
       const tx = new Transaction(this, lease, session, o.isolation, o.readOnly ?? false, pin === null);
       const retry = o.retry;
@@ -689,7 +708,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     }
     for (const pin of session.pins) {
       pin.closed = true;
-      await pin.lease.release(false);
+      await pin.lease.release(pin.lease.lost !== undefined);
     }
   }
 
@@ -712,7 +731,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
       pin.closed = true;
       session?.pins.delete(pin);
       await pin.lease.settled();
-      await pin.lease.release(false);
+      await pin.lease.release(pin.lease.lost !== undefined);
     }
   }
 
@@ -829,6 +848,10 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     return kind === 'retryable' || kind === 'transaction_aborted';
   }
 
+  poolSize(): number {
+    return this.#driver.counts().max;
+  }
+
   completed(status: CompletionStatus | null, begun: boolean): void {
     if (!begun) return;
     this.#counts.transactions++;
@@ -919,6 +942,15 @@ function pinClosedError(): TxScopeError {
   return new TxScopeError(
     ErrorCode.SCOPE_CLOSED,
     'this statement comes from a db.connection(fn) block that has already ended; await the work inside it',
+  );
+}
+
+function pinLostError(cause: unknown): TxScopeError {
+  return new TxScopeError(
+    ErrorCode.CONNECTION_LOST,
+    'the connection pinned by db.connection(fn) was lost, and with it its session state (settings, locks, ' +
+      'temporary tables); run the whole block again',
+    { cause },
   );
 }
 

@@ -21,8 +21,11 @@ export interface DriverResult {
   command?: string | undefined;
 }
 
-/** Transaction status of a connection, as the driver itself knows it. */
-export type ConnectionStatus = 'idle' | 'in_transaction' | 'failed' | 'unknown';
+/**
+ * Transaction status of a connection, as the driver itself knows it. `'closed'`: the driver
+ * knows the connection is gone (it will send nothing more on it).
+ */
+export type ConnectionStatus = 'idle' | 'in_transaction' | 'failed' | 'closed' | 'unknown';
 
 /** How a driver classifies an error. */
 export type ErrorKind =

@@ -16,6 +16,8 @@ export interface ConnectionSource {
 export class Lease {
   connection: DriverConnection | null = null;
   acquiredAt = 0;
+  /** The driver error the connection was lost to; a lost lease never takes another connection. */
+  lost: unknown = undefined;
   #acquiring: Promise<DriverConnection> | null = null;
   #tail: Promise<unknown> = Promise.resolve();
   #released = false;
@@ -60,6 +62,18 @@ export class Lease {
       return c;
     });
     return this.#acquiring;
+  }
+
+  /**
+   * From inside a running task: destroys the current (dead) connection and takes a fresh one,
+   * which the tasks queued behind this one then use.
+   */
+  async replace(): Promise<DriverConnection> {
+    const dead = this.connection;
+    this.connection = null;
+    this.#acquiring = null;
+    if (dead !== null) await this.source.release(this, dead, true);
+    return this.#connect();
   }
 
   /** Gives the connection back (once); a no-op when none was taken. */

@@ -39,6 +39,8 @@ export interface TransactionHost {
   endsTransaction(error: unknown): boolean;
   /** Counts a transaction's end (`null`: unknown, the connection was lost during COMMIT). */
   completed(status: CompletionStatus | null, begun: boolean): void;
+  /** The pool's size: how many dead pooled connections BEGIN may run into at most. */
+  poolSize(): number;
 }
 
 const noop = (): void => {};
@@ -171,6 +173,18 @@ export class Transaction {
       throw error;
     }
     this.#running--;
+    // The server ended the transaction under us (MySQL commits implicitly on DDL; a hand-written
+    // COMMIT): what follows must not run in autocommit, so the transaction fails loudly.
+    if (!control && connection.status() === 'idle') {
+      const ended = new TxScopeError(
+        ErrorCode.TRANSACTION_CLOSED,
+        `the statement ended the transaction on the server (${text.slice(0, 40)}…): MySQL commits implicitly on ` +
+          'DDL, and a hand-written COMMIT or ROLLBACK ends it too. Work before it may be committed; run DDL and ' +
+          'transaction control outside db.transaction()',
+      );
+      this.fail(ended);
+      throw ended;
+    }
     return result;
   }
 
@@ -182,6 +196,7 @@ export class Transaction {
       { cause: error },
     );
     this.#destroy = true;
+    this.lease.lost ??= error;
     this.fail(lost);
     return lost;
   }
@@ -197,8 +212,7 @@ export class Transaction {
         this.session.transactions++;
       }
       publish(channels.begin, this.#event({ isolation: this.isolation, readOnly: this.readOnly }));
-      const statements = this.host.dialect.begin({ isolation: this.isolation, readOnly: this.readOnly });
-      for (const text of statements) this.#control(text);
+      this.#begin(this.host.dialect.begin({ isolation: this.isolation, readOnly: this.readOnly }));
       return;
     }
     if (unit.savepointQueued || unit.parent === null) return;
@@ -208,7 +222,38 @@ export class Transaction {
     this.#control(this.host.dialect.savepoint(unit.savepoint));
   }
 
-  /** Queues a control statement (BEGIN, SAVEPOINT); its failure fails the transaction. */
+  /**
+   * Queues BEGIN. Nothing of the transaction has run yet, so a pooled connection that turns
+   * out to be dead (failover, idle kill, NAT timeout) is swapped for a fresh one instead of
+   * failing work that never started; not on a pinned connection, whose session state would
+   * be lost with it.
+   */
+  #begin(statements: readonly string[]): void {
+    this.lease
+      .run(async (first) => {
+        let connection = first;
+        for (let replaced = 0; ; replaced++) {
+          if (this.failure !== null) throw this.failure;
+          try {
+            for (const text of statements) {
+              await this.host.execute(connection, text, [], this.session, this, true);
+            }
+            return;
+          } catch (error) {
+            if (!this.ownsLease || replaced >= this.host.poolSize() || !this.host.isConnectionLost(error)) {
+              throw error;
+            }
+            connection = await this.lease.replace();
+          }
+        }
+      })
+      .catch((error: unknown) => {
+        if (this.host.isConnectionLost(error)) this.#lost(error);
+        else this.fail(error instanceof Error ? error : new Error(String(error)));
+      });
+  }
+
+  /** Queues a control statement (SAVEPOINT); its failure fails the transaction. */
   #control(text: string): void {
     this.lease
       .run((connection) => {
@@ -293,13 +338,22 @@ export class Transaction {
     }
     this.#committing = true;
     let result: DriverResult;
+    let sent = false;
     try {
-      result = await this.lease.run((c) =>
-        this.host.execute(c, this.host.dialect.commit, [], this.session, this, true),
-      );
+      result = await this.lease.run((c) => {
+        // A connection the driver already knows is dead gets no COMMIT: then nothing was committed.
+        sent = c.status() !== 'closed';
+        return this.host.execute(c, this.host.dialect.commit, [], this.session, this, true);
+      });
     } catch (error) {
       if (this.host.isConnectionLost(error)) {
         this.#destroy = true;
+        this.lease.lost ??= error;
+        if (!sent) {
+          const lost = this.#lost(error);
+          await this.#finish('rolled_back', 'connection_lost', lost);
+          throw lost;
+        }
         await this.#finish(null);
         throw new TxScopeError(
           ErrorCode.COMMIT_UNKNOWN,

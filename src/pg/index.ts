@@ -13,7 +13,6 @@ export interface PgClientLike {
   getTransactionStatus?(): string | null;
   readonly processID?: number | null;
   on(event: 'error', listener: (error: Error) => void): unknown;
-  removeListener(event: 'error', listener: (error: Error) => void): unknown;
 }
 
 /** The part of a node-postgres `Pool` txscope uses. */
@@ -25,6 +24,7 @@ export interface PgPoolLike {
   readonly waitingCount: number;
   readonly options: { max?: number | undefined };
   on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'acquire', listener: (client: PgClientLike) => void): unknown;
 }
 
 /**
@@ -76,22 +76,41 @@ function labelOf(config: PgConfig): string {
   return `${config.database ?? 'postgres'}@${config.host ?? 'localhost'}${config.port ? `:${config.port}` : ''}`;
 }
 
-class PgConnection implements DriverConnection {
-  lost: Error | null = null;
-  readonly #onError = (error: Error): void => {
-    // A checked-out client that errors must not crash the process: its next query fails instead.
-    this.lost = error;
-  };
+/** The first error each client emitted: it is dead from then on. */
+const clientErrors = new WeakMap<PgClientLike, Error>();
+const guarded = new WeakSet<PgClientLike>();
 
+/**
+ * pg-pool removes its own 'error' listener from a client the moment it hands it out, and the
+ * caller gets the client only a microtask later: an error parsed in that gap (a backend
+ * terminated right after startup, its FATAL in the same chunk as ReadyForQuery) would be an
+ * unhandled 'error' event and crash the process. So every client gets, synchronously at
+ * checkout, a listener of ours that stays for its whole life.
+ */
+function guard(client: PgClientLike): void {
+  if (guarded.has(client)) return;
+  guarded.add(client);
+  client.on('error', (error) => {
+    if (!clientErrors.has(client)) clientErrors.set(client, error);
+  });
+}
+
+class PgConnection implements DriverConnection {
   constructor(
     readonly client: PgClientLike,
     readonly driver: PgDriver,
   ) {
-    client.on('error', this.#onError);
+    guard(client);
+  }
+
+  /** The error the client died of, or null while it is alive. */
+  get lost(): Error | null {
+    return clientErrors.get(this.client) ?? null;
   }
 
   async query(text: string, values: readonly unknown[]): Promise<DriverResult> {
-    if (this.lost !== null) throw this.lost;
+    const lost = this.lost;
+    if (lost !== null) throw lost;
     const result = await this.client.query(
       values.length === 0 ? { text } : { text, values: values as unknown[] },
     );
@@ -99,7 +118,8 @@ class PgConnection implements DriverConnection {
   }
 
   status(): ConnectionStatus {
-    if (this.lost !== null) return 'failed';
+    // The client knows it is dead: nothing more will be sent on it.
+    if (this.lost !== null) return 'closed';
     switch (this.client.getTransactionStatus?.()) {
       case 'I':
         return 'idle';
@@ -114,10 +134,6 @@ class PgConnection implements DriverConnection {
 
   cancel(): Promise<void> {
     return this.driver.cancelBackend(this.client.processID);
-  }
-
-  detach(): void {
-    this.client.removeListener('error', this.#onError);
   }
 }
 
@@ -144,6 +160,7 @@ class PgDriver implements Driver {
     // An idle client that errors (server restart) is removed by the pool, which then emits 'error':
     // without a listener that would crash the process.
     pool.on('error', () => {});
+    pool.on('acquire', guard);
   }
 
   #getPool(): PgPoolLike | Promise<PgPoolLike> {
@@ -199,7 +216,6 @@ class PgDriver implements Driver {
 
   release(connection: DriverConnection, options: { destroy: boolean }): void {
     const c = connection as PgConnection;
-    c.detach();
     c.client.release(options.destroy || c.lost !== null ? true : undefined);
   }
 

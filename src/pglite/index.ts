@@ -49,7 +49,9 @@ class PGliteDriver implements Driver {
   readonly dialect = postgresDialect;
   readonly label: string;
   readonly #turns = new Mutex();
-  #db: PGliteLike | Promise<PGliteLike>;
+  /** The instance, once given or started; `start` makes one on first use. */
+  #db: PGliteLike | Promise<PGliteLike> | null;
+  readonly #start: () => Promise<PGliteLike>;
   #holder: PGliteConnection | null = null;
   #waiting = 0;
 
@@ -60,22 +62,26 @@ class PGliteDriver implements Driver {
     if (typeof source === 'object') {
       this.#db = source;
       this.label = 'pglite';
+      this.#start = async () => source;
     } else {
       this.label = source === undefined ? 'pglite (memory)' : `pglite (${source})`;
-      this.#db = import('@electric-sql/pglite').then(
-        (module) => {
-          const db = new (module as unknown as PGliteModule).PGlite(source);
-          this.#db = db;
-          return db;
-        },
-        (error: unknown) => {
-          throw new TxScopeError(
-            ErrorCode.INVALID_OPTION,
-            "txscope/pglite needs the '@electric-sql/pglite' package: npm install @electric-sql/pglite",
-            { cause: error },
-          );
-        },
-      );
+      this.#db = null;
+      // Started on first use: a database that is created and closed unused never boots PGlite.
+      this.#start = () =>
+        import('@electric-sql/pglite').then(
+          (module) => {
+            const db = new (module as unknown as PGliteModule).PGlite(source);
+            this.#db = db;
+            return db;
+          },
+          (error: unknown) => {
+            throw new TxScopeError(
+              ErrorCode.INVALID_OPTION,
+              "txscope/pglite needs the '@electric-sql/pglite' package: npm install @electric-sql/pglite",
+              { cause: error },
+            );
+          },
+        );
     }
   }
 
@@ -89,6 +95,7 @@ class PGliteDriver implements Driver {
       this.#waiting--;
     }
     try {
+      this.#db ??= this.#start();
       const db = await this.#db;
       await db.waitReady;
       this.#holder = new PGliteConnection(db);
@@ -146,6 +153,7 @@ class PGliteDriver implements Driver {
   }
 
   async close(): Promise<void> {
+    if (this.#db === null) return;
     const db = await this.#db;
     if (!db.closed) await db.close();
   }

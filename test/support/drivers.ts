@@ -113,7 +113,9 @@ const cases: DriverCase[] = [
     available: () => inject('mysqlUrl') !== null,
     async start() {
       const fresh = await freshMysqlDatabase();
-      if (fresh === null) throw new Error('no MySQL/MariaDB server in this run (see the notice of the global setup)');
+      if (fresh === null) {
+        throw new Error('no MySQL/MariaDB server in this run (see the notice of the global setup)');
+      }
       const observer = mysql2.createPool({ uri: fresh.url, connectionLimit: 2 });
       return {
         url: fresh.url,

@@ -1,0 +1,51 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { type Database, Transactional } from '../../../src/index.js';
+import { TxScopeModule } from '../../../src/nestjs/index.js';
+import type { createNestApp as CreateNestApp } from '../../fixtures/nestjs/app.js';
+import { running } from './listen.js';
+import { type RunningApp, routes, work } from './service.js';
+
+const root = fileURLToPath(new URL('../../..', import.meta.url));
+let compiled: Promise<typeof CreateNestApp> | undefined;
+
+/**
+ * Vitest's transformer cannot compile legacy decorators: tsc compiles the fixture (once per
+ * test file) with experimentalDecorators and emitDecoratorMetadata, as Nest apps are built.
+ * A type error there fails here, with tsc's output.
+ */
+export function compileNestFixture(): Promise<typeof CreateNestApp> {
+  compiled ??= (async () => {
+    try {
+      await promisify(execFile)(`${root}node_modules/.bin/tsc`, ['-p', 'test/fixtures/nestjs'], {
+        cwd: root,
+      });
+    } catch (error) {
+      const { stdout = '' } = error as { stdout?: string };
+      throw new Error(`tsc -p test/fixtures/nestjs failed:\n${stdout}`, { cause: error });
+    }
+    const url = new URL('../../fixtures/nestjs/out/test/fixtures/nestjs/app.js', import.meta.url);
+    return ((await import(url.href)) as { createNestApp: typeof CreateNestApp }).createNestApp;
+  })();
+  return compiled;
+}
+
+export async function startNest(db: Database, platform: 'express' | 'fastify'): Promise<RunningApp> {
+  const createNestApp = await compileNestFixture();
+  const app = await createNestApp({
+    create: (module) =>
+      NestFactory.create(module, platform === 'express' ? new ExpressAdapter() : new FastifyAdapter(), {
+        logger: false,
+      }),
+    db,
+    Transactional,
+    TxScopeModule,
+    work,
+    routes,
+  });
+  return running(app.getHttpServer(), () => app.close());
+}
