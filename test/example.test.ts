@@ -156,7 +156,6 @@ describe('example app (npm start)', () => {
     expect(results.some((r) => r.status === 200)).toBe(true);
     const end = await balances();
     expect(end.reduce((a, b) => a + b, 0)).toBe(total);
-
   });
 
   it('stats show the pool, with no connection held between requests', async () => {
