@@ -1,6 +1,13 @@
 import { type Binding, bind, lookup, storage } from './context.js';
 import { type TransactionalDecorator, transactionalDecorator } from './decorator.js';
-import { type ConnectionEvent, channels, type ErrorEvent, type LeakEvent, publish } from './diagnostics.js';
+import {
+  type ConnectionEvent,
+  channels,
+  type ErrorEvent,
+  type LeakEvent,
+  publish,
+  type QueryEvent,
+} from './diagnostics.js';
 import type {
   Dialect,
   Driver,
@@ -326,7 +333,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     }
   }
 
-  async execute(
+  execute(
     connection: DriverConnection,
     text: string,
     values: readonly unknown[],
@@ -334,31 +341,42 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     transaction: Transaction | null,
     control = false,
   ): Promise<DriverResult> {
+    this.#counts.statements++;
+    if (session !== null && !control) session.statements++;
+    const pending = connection.query(text, values);
+    // Time is read only when someone uses it: a scope's Server-Timing or a query subscriber.
+    if (session === null && !channels.query.hasSubscribers) return pending;
     const started = performance.now();
-    let failure: unknown;
-    try {
-      const result = await connection.query(text, values);
-      return result;
-    } catch (error) {
-      failure = error;
-      throw error;
-    } finally {
-      const durationMs = performance.now() - started;
-      this.#counts.statements++;
-      if (session !== null) {
-        if (!control) session.statements++;
-        session.databaseMs += durationMs;
-      }
-      if (channels.query.hasSubscribers) {
-        channels.query.publish({
-          database: this.name,
-          text,
-          durationMs,
-          scopeId: session?.id ?? null,
-          transactionId: transaction?.id ?? null,
-          ...(failure === undefined ? {} : { error: failure }),
-        });
-      }
+    return pending.then(
+      (result) => {
+        this.#timed(text, performance.now() - started, session, transaction, undefined);
+        return result;
+      },
+      (error: unknown) => {
+        this.#timed(text, performance.now() - started, session, transaction, error);
+        throw error;
+      },
+    );
+  }
+
+  #timed(
+    text: string,
+    durationMs: number,
+    session: Session | null,
+    transaction: Transaction | null,
+    error: unknown,
+  ): void {
+    if (session !== null) session.databaseMs += durationMs;
+    if (channels.query.hasSubscribers) {
+      const event: QueryEvent = {
+        database: this.name,
+        text,
+        durationMs,
+        scopeId: session?.id ?? null,
+        transactionId: transaction?.id ?? null,
+        ...(error === undefined ? {} : { error }),
+      };
+      channels.query.publish(event);
     }
   }
 

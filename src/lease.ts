@@ -39,10 +39,27 @@ export class Lease {
 
   /** Runs `task` on the connection after every task issued before it. */
   run<T>(task: (connection: DriverConnection) => Promise<T>): Promise<T> {
-    const result = this.#tail.then(() => this.#connect()).then(task);
-    this.#tail = result.then(noop, noop);
+    let result: Promise<T>;
+    const connection = this.connection;
+    if (this.#inFlight === 0 && connection !== null) {
+      // Nothing ahead of it (the usual case): run now, without queueing through the tail.
+      try {
+        result = task(connection);
+      } catch (error) {
+        result = Promise.reject(error);
+      }
+    } else {
+      result = this.#tail.then(() => this.#connect()).then(task);
+    }
+    this.#inFlight++;
+    this.#tail = result.then(this.#settle, this.#settle);
     return result;
   }
+
+  #inFlight = 0;
+  readonly #settle = (): void => {
+    this.#inFlight--;
+  };
 
   /** Resolves when every task issued so far has settled. */
   settled(): Promise<void> {
