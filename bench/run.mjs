@@ -537,7 +537,9 @@ async function runOverhead() {
 
 // ---- report ----
 
-const fmt = (n, digits = 0) => (n === null || n === undefined || Number.isNaN(n) ? '–' : n.toFixed(digits));
+function fmt(n, digits = 0) {
+  return n === null || n === undefined || Number.isNaN(n) ? '–' : n.toFixed(digits);
+}
 
 function unitsTable({ workload, rows, failures }) {
   const unit = workload.kind === 'http' ? 'req/s' : 'units/s';

@@ -9,6 +9,7 @@ import {
   type QueryEvent,
 } from './diagnostics.js';
 import type {
+  AcquireIntent,
   Dialect,
   Driver,
   DriverConnection,
@@ -206,6 +207,7 @@ export interface Database {
 }
 
 const empty: readonly Lease[] = [];
+const readOnlyIntent: AcquireIntent = Object.freeze({ readOnly: true });
 const databaseKeys = new Set(['driver', 'name', 'strict', 'defaults', 'leakDetectionMs', 'default']);
 let nextScopeId = 0;
 
@@ -383,7 +385,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
   // ---- connections ----
 
   acquire(lease: Lease): Promise<DriverConnection> {
-    return this.#take(lease.held, lease.scopeId, lease.transactionId, lease.stack);
+    return this.#take(lease.held, lease.scopeId, lease.transactionId, lease.stack, lease.readOnly);
   }
 
   release(lease: Lease, connection: DriverConnection, destroy: boolean): Promise<void> {
@@ -395,6 +397,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     scopeId: number | null,
     transactionId: number | null,
     stack: string,
+    readOnly = false,
   ): Promise<DriverConnection> {
     if (this.#closed) throw this.#closedError();
     let holding = 0;
@@ -409,7 +412,7 @@ class DatabaseImpl implements Database, TransactionHost, ConnectionSource {
     const started = performance.now();
     let connection: DriverConnection;
     try {
-      connection = await this.#driver.acquire();
+      connection = await this.#driver.acquire(readOnly ? readOnlyIntent : undefined);
     } finally {
       this.#heldByWaiters -= holding;
     }

@@ -84,13 +84,23 @@ export interface PoolCounts {
   max: number;
 }
 
+/** What a connection is acquired for. */
+export interface AcquireIntent {
+  /** For a read-only transaction: it will not write. */
+  readOnly: boolean;
+}
+
 /** A database driver: a pool and its dialect. */
 export interface Driver {
   readonly dialect: Dialect;
   /** A label for messages and events: database and host, never a password. */
   readonly label: string;
-  /** Takes a connection from the pool, waiting at most the driver's acquire timeout. */
-  acquire(): Promise<DriverConnection>;
+  /**
+   * Takes a connection from the pool, waiting at most the driver's acquire timeout. `intent`
+   * says what the connection is for: a driver may serve read-only transactions elsewhere
+   * (SQLite's WAL readers).
+   */
+  acquire(intent?: AcquireIntent): Promise<DriverConnection>;
   /** Gives a connection back; `destroy` closes it instead of pooling it. */
   release(connection: DriverConnection, options: { destroy: boolean }): void;
   classify(error: unknown): ErrorKind;

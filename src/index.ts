@@ -15,6 +15,7 @@ export type {
   TransactionEvent,
 } from './diagnostics.js';
 export type {
+  AcquireIntent,
   ConnectionStatus,
   Dialect,
   Driver,

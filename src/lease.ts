@@ -16,6 +16,8 @@ export interface ConnectionSource {
 export class Lease {
   connection: DriverConnection | null = null;
   acquiredAt = 0;
+  /** Set for read-only transactions: the driver may serve them from a reader. */
+  readOnly = false;
   /** The driver error the connection was lost to; a lost lease never takes another connection. */
   lost: unknown = undefined;
   #acquiring: Promise<DriverConnection> | null = null;

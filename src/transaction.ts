@@ -123,6 +123,7 @@ export class Transaction {
     readonly ownsLease: boolean,
   ) {
     lease.transactionId = this.id;
+    if (ownsLease) lease.readOnly = readOnly;
     this.root = new TransactionFrame(this, null, 'root', readOnly);
     this.#failed = new Promise<never>((_, reject) => {
       this.#fail = reject;
@@ -277,9 +278,12 @@ export class Transaction {
     this.#fail(error);
     const connection = this.lease.connection;
     if (this.#running > 0 && connection !== null && !this.#destroy) {
-      connection.cancel().catch((e: unknown) => this.host.report('cancel', e, this.id));
+      this.#cancelling = connection.cancel().catch((e: unknown) => this.host.report('cancel', e, this.id));
     }
   }
+
+  /** A cancel request in flight: nothing more is sent on the connection until it has landed. */
+  #cancelling: Promise<void> | null = null;
 
   /**
    * Runs the root frame's `fn` and commits or rolls back. `enter` runs a function
@@ -382,6 +386,8 @@ export class Transaction {
     this.root.closed = true;
     this.#committing = true;
     if (this.#begun && !this.#destroy) await this.lease.settled();
+    // A cancel that arrived late would hit ROLLBACK, or the next borrower's statement.
+    if (this.#cancelling !== null) await this.#cancelling;
     if (this.lease.connection !== null && !this.#destroy) {
       try {
         await this.lease.run((c) =>

@@ -128,6 +128,54 @@ describe('txscope/sqlite on better-sqlite3', () => {
     expect(tags()).toEqual(['autocommit', 'rw']);
   });
 
+  it('in WAL mode a read-only transaction runs on a reader: it never waits for the writer, and sees the last commit', async () => {
+    const { db, probe } = createDb();
+    await itemsTable(db);
+    await insertItem(db, 'committed');
+    const writing = gate();
+    const finish = gate();
+    const writer = db.scope(() =>
+      db.transaction(async () => {
+        await insertItem(db, 'uncommitted');
+        writing.open();
+        await finish.wait;
+      }),
+    );
+    await writing.wait;
+    // The writer holds the one write connection; the read-only transaction does not queue behind it.
+    const seen = await db.scope(() =>
+      db.transaction(() => db.query<{ tag: string }>(sql`select tag from items order by id`), {
+        readOnly: true,
+      }),
+    );
+    expect(seen.rows).toEqual([{ tag: 'committed' }]);
+    expect(probe.checkedOut).toBe(1);
+    finish.open();
+    await writer;
+    expect(tags()).toEqual(['committed', 'uncommitted']);
+    // With readers: 0, read-only transactions queue with the writers (the one-connection behaviour).
+    const { db: queued } = createDb(file, { readers: 0 });
+    const held = gate();
+    const release = gate();
+    const holder = queued.transaction(async () => {
+      await queued.query(sql`select 1 as one`);
+      held.open();
+      await release.wait;
+    });
+    await held.wait;
+    let done = false;
+    const reading = queued
+      .transaction(() => queued.query(sql`select 1 as one`), { readOnly: true })
+      .then(() => {
+        done = true;
+      });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(done).toBe(false);
+    release.open();
+    await Promise.all([holder, reading]);
+    expect(done).toBe(true);
+  });
+
   it('isolation: serializable is the one level; any other is ERR_INVALID_OPTION at createDatabase or transaction time', async () => {
     const { db, probe } = createDb();
     expect(db.dialect.isolationLevels).toEqual(['serializable']);

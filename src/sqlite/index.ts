@@ -1,4 +1,5 @@
 import type {
+  AcquireIntent,
   ConnectionStatus,
   Dialect,
   Driver,
@@ -50,11 +51,17 @@ export interface SqliteOptions {
   wal?: boolean;
   /** better-sqlite3 constructor options (`readonly`, `fileMustExist`, `nativeBinding`, …). */
   database?: Record<string, unknown>;
+  /**
+   * Read-only transactions on a file in WAL mode run on reader connections of their own, so
+   * they never wait for the writer; at most this many (default 4). 0 queues them with writers.
+   */
+  readers?: number;
 }
 
 type SqliteConstructor = new (filename: string, options?: Record<string, unknown>) => SqliteDatabaseLike;
 
 const QUERY_ONLY_ON = 'PRAGMA query_only = ON';
+const defaultReaders = 4;
 
 /**
  * SQLite syntax. SQLite has one isolation level (serializable); it has no read-only
@@ -202,6 +209,10 @@ class SqliteDriver implements Driver {
   #busy = false;
   readonly #queue: Waiter[] = [];
   #closed = false;
+  /** Idle reader connections, and how many are open in all. */
+  readonly #idleReaders: SqliteConnection[] = [];
+  readonly #readers = new Set<SqliteConnection>();
+  #Database: SqliteConstructor | null = null;
 
   constructor(source: string | SqliteDatabaseLike, options: SqliteOptions) {
     this.#source = source;
@@ -247,14 +258,39 @@ class SqliteDriver implements Driver {
     if (o.busyTimeoutMillis !== undefined) config.timeout = Math.trunc(o.busyTimeoutMillis);
     const db = new Database(source, config);
     if (o.wal !== false && !db.memory && config.readonly !== true) db.pragma('journal_mode = WAL');
+    this.#Database = Database;
     return new SqliteConnection(db);
+  }
+
+  /**
+   * A reader for a read-only transaction, when the file is in WAL mode (where readers see the
+   * last commit and never wait for the writer) and one is idle or may be opened; else null.
+   */
+  async #reader(): Promise<SqliteConnection | null> {
+    const max = this.#options.readers ?? defaultReaders;
+    if (max === 0 || typeof this.#source !== 'string') return null;
+    const writer = await this.#open();
+    if (writer.db.memory || String(writer.db.pragma('journal_mode', { simple: true })) !== 'wal') return null;
+    const idle = this.#idleReaders.pop();
+    if (idle !== undefined) return idle;
+    if (this.#readers.size >= max || this.#Database === null) return null;
+    const o = this.#options;
+    const config: Record<string, unknown> = { ...o.database, readonly: true };
+    if (o.busyTimeoutMillis !== undefined) config.timeout = Math.trunc(o.busyTimeoutMillis);
+    const reader = new SqliteConnection(new this.#Database(this.#source, config));
+    this.#readers.add(reader);
+    return reader;
   }
 
   // One connection: a FIFO turn stands in for the pool, so transactions of concurrent scopes
   // queue here instead of meeting SQLITE_BUSY.
-  async acquire(): Promise<DriverConnection> {
+  async acquire(intent?: AcquireIntent): Promise<DriverConnection> {
     if (this.#closed)
       throw new TxScopeError(ErrorCode.DATABASE_CLOSED, `${this.label} was closed with db.close()`);
+    if (intent?.readOnly) {
+      const reader = await this.#reader();
+      if (reader !== null) return reader;
+    }
     await this.#turn();
     try {
       return await this.#open();
@@ -304,8 +340,23 @@ class SqliteDriver implements Driver {
     );
   }
 
-  release(connection: DriverConnection, _options: { destroy: boolean }): void {
+  release(connection: DriverConnection, options: { destroy: boolean }): void {
     const c = connection as SqliteConnection;
+    if (this.#readers.has(c)) {
+      try {
+        if (c.db.open && c.db.inTransaction) c.db.exec('ROLLBACK');
+        c.resetQueryOnly();
+      } catch {
+        options = { destroy: true };
+      }
+      if (options.destroy || this.#closed || !c.db.open) {
+        this.#readers.delete(c);
+        if (c.db.open) c.db.close();
+      } else {
+        this.#idleReaders.push(c);
+      }
+      return;
+    }
     if (c !== this.#connection) return;
     // The one connection cannot be replaced (an in-memory database lives in it): make it clean instead.
     try {
@@ -335,6 +386,10 @@ class SqliteDriver implements Driver {
     for (const waiter of this.#queue.splice(0)) {
       clearTimeout(waiter.timer);
       waiter.reject(new TxScopeError(ErrorCode.DATABASE_CLOSED, `${this.label} was closed with db.close()`));
+    }
+    for (const reader of this.#idleReaders.splice(0)) {
+      this.#readers.delete(reader);
+      if (reader.db.open) reader.db.close();
     }
     const connection = this.#connection ?? (this.#opening ? await this.#opening.catch(() => null) : null);
     if (connection?.db.open) connection.db.close();

@@ -84,3 +84,37 @@ forEachDriver('abort', (env) => {
     expect(probe.statements).toEqual([]);
   });
 });
+
+forEachDriver('abort and the next borrower', (env) => {
+  it.runIf(env.name === 'pg')(
+    'a cancel sent for an aborted scope never lands on the next borrower of the connection',
+    async () => {
+      const { db } = env.createDb({ max: 1 });
+      const failures: string[] = [];
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const controller = new AbortController();
+        const aborted = db
+          .scope(
+            () =>
+              db.transaction(async () => {
+                const running = db.query('select pg_sleep(0.003)');
+                setTimeout(() => controller.abort(), 1);
+                await running;
+                await db.query('select 1');
+              }),
+            { signal: controller.signal },
+          )
+          .catch(() => 'aborted');
+        // Waits for the one connection, then runs while a late cancel could still arrive.
+        const unrelated = db
+          .transaction(() => db.query('select pg_sleep(0.05)'))
+          .then(
+            () => 'ok',
+            (error: { code?: string }) => failures.push(String(error.code)),
+          );
+        await Promise.all([aborted, unrelated]);
+      }
+      expect(failures).toEqual([]);
+    },
+  );
+});

@@ -164,7 +164,7 @@ function keepOpen(driver: Driver): Driver {
   return {
     dialect: driver.dialect,
     label: driver.label,
-    acquire: () => driver.acquire(),
+    acquire: (intent) => driver.acquire(intent),
     release: (connection, options) => driver.release(connection, options),
     classify: (error) => driver.classify(error),
     counts: () => driver.counts(),
@@ -196,8 +196,8 @@ export function instrument(driver: Driver): { driver: Driver; probe: Probe } {
   const wrapped: Driver = {
     dialect: driver.dialect,
     label: driver.label,
-    async acquire() {
-      const connection = await driver.acquire();
+    async acquire(intent) {
+      const connection = await driver.acquire(intent);
       probe.acquires++;
       checkedOut++;
       const outer: DriverConnection = {
