@@ -54,6 +54,9 @@ export function createApp() {
       res.status(error.status).json({ error: error.message, ...(error.field ? { field: error.field } : {}) });
     } else if ((error as { type?: string }).type === 'entity.parse.failed') {
       res.status(400).json({ error: 'the body is not valid JSON', field: 'body' });
+    } else if (error instanceof TxScopeError && error.code === 'ERR_ABORTED') {
+      // The client went away mid-request: its transaction was rolled back; nobody reads this answer.
+      if (!res.headersSent) res.status(499).end();
     } else if ((error instanceof TxScopeError && error.code === 'ERR_POOL_TIMEOUT') || isRetryable(error)) {
       // Still conflicting after every retry, or no connection in time: nothing was written.
       res.status(503).json({ error: 'the database is busy; try again' });
