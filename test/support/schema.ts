@@ -1,16 +1,22 @@
 import { type Database, sql } from '../../src/index.js';
 
-/** (Re)creates `items (id, tag, n)` in the database's dialect. */
-export async function itemsTable(db: Database, name = 'items'): Promise<void> {
-  const id =
+/** An auto-increment primary key column's type in the database's dialect, as a fragment. */
+export function idColumn(db: Database) {
+  return raw(
     db.dialect.name === 'mysql'
       ? 'int auto_increment primary key'
       : db.dialect.name === 'sqlite'
         ? 'integer primary key autoincrement'
-        : 'serial primary key';
+        : 'serial primary key',
+  );
+}
+
+/** (Re)creates `items (id, tag, n)` in the database's dialect. */
+export async function itemsTable(db: Database, name = 'items'): Promise<void> {
+  const id = idColumn(db);
   await db.detached(async () => {
     await db.query(sql`drop table if exists ${sql.id(name)}`);
-    await db.query(sql`create table ${sql.id(name)} (id ${raw(id)}, tag varchar(200) not null, n int)`);
+    await db.query(sql`create table ${sql.id(name)} (id ${id}, tag varchar(200) not null, n int)`);
   });
 }
 

@@ -4,6 +4,7 @@
  */
 import { type Database, sql } from '../../../src/index.js';
 import type { DriverEnv } from '../drivers.js';
+import { idColumn } from '../schema.js';
 
 /** Repositories: plain functions over one client; none of them takes a transaction. */
 export interface Repos {
@@ -35,21 +36,15 @@ export interface ClientCase {
 
 /** (Re)creates users, orders and audit in the database's dialect. */
 export async function createSchema(db: Database): Promise<void> {
-  const id =
-    db.dialect.name === 'mysql'
-      ? 'int auto_increment primary key'
-      : db.dialect.name === 'sqlite'
-        ? 'integer primary key autoincrement'
-        : 'serial primary key';
-  const raw = (text: string) => sql([text] as unknown as TemplateStringsArray);
+  const id = idColumn(db);
   await db.detached(async () => {
     for (const table of ['orders', 'audit', 'users'])
       await db.query(sql`drop table if exists ${sql.id(table)}`);
-    await db.query(sql`create table users (id ${raw(id)}, name varchar(200) not null unique)`);
+    await db.query(sql`create table users (id ${id}, name varchar(200) not null unique)`);
     await db.query(
-      sql`create table orders (id ${raw(id)}, user_id int not null references users (id), total int not null)`,
+      sql`create table orders (id ${id}, user_id int not null references users (id), total int not null)`,
     );
-    await db.query(sql`create table audit (id ${raw(id)}, event varchar(200) not null)`);
+    await db.query(sql`create table audit (id ${id}, event varchar(200) not null)`);
   });
 }
 
