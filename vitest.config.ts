@@ -4,7 +4,8 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     exclude: [...configDefaults.exclude, 'test/fixtures/**/out/**'],
-    globalSetup: ['test/setup/global-setup.ts'],
+    // The Prisma clients first: when they cannot be generated, no database server has been started yet.
+    globalSetup: ['test/setup/prisma-clients.ts', 'test/setup/global-setup.ts'],
     // Real database round trips, pool timeouts and retries with backoff take longer than unit tests.
     testTimeout: 30_000,
     hookTimeout: 60_000,

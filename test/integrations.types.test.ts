@@ -14,7 +14,7 @@ import { createKysely } from '../src/kysely/index.js';
 import { adapter } from '../src/prisma/index.js';
 import { mysqlSchema, pgSchema, sqliteSchema } from './support/clients/drizzle.js';
 import type { KyselyDB } from './support/clients/kysely.js';
-import { PrismaClient } from './support/clients/prisma/postgres/client.js';
+import { PrismaClient } from './support/clients/prisma/generated/postgres/client.js';
 
 // Never called: the checks are the types of its statements.
 async function kyselyTypes(db: Database): Promise<void> {

@@ -1,9 +1,9 @@
 import type { Database } from '../../../src/index.js';
 import { adapter } from '../../../src/prisma/index.js';
 import type { ClientCase, Repos } from './index.js';
-import { PrismaClient as MysqlClient } from './prisma/mysql/client.js';
-import { PrismaClient as PostgresClient } from './prisma/postgres/client.js';
-import { PrismaClient as SqliteClient } from './prisma/sqlite/client.js';
+import { PrismaClient as MysqlClient } from './prisma/generated/mysql/client.js';
+import { PrismaClient as PostgresClient } from './prisma/generated/postgres/client.js';
+import { PrismaClient as SqliteClient } from './prisma/generated/sqlite/client.js';
 
 /** The generated clients share their model API; the Postgres one stands for all three. */
 export type Prisma = InstanceType<typeof PostgresClient>;
