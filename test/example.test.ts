@@ -4,12 +4,13 @@
  * over HTTP, the live page checked in headless Chromium, then stopped with Ctrl-C and
  * started again to show that nothing committed was lost.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildExample } from './support/example-app.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
@@ -67,18 +68,14 @@ describe('example app (npm start)', () => {
   let app: Running;
 
   beforeAll(async () => {
-    // What `npm start` runs before starting node.
-    execFileSync('npm', ['run', 'build', '--silent'], { cwd: root, stdio: 'pipe' });
-    execFileSync(`${root}node_modules/.bin/tsc`, ['-p', 'examples/user-service'], {
-      cwd: root,
-      stdio: 'pipe',
-    });
+    await buildExample();
     app = await startApp();
   }, 180_000);
 
   afterAll(async () => {
     if (app?.child.exitCode === null) await stopApp(app);
     rmSync(dataDir, { recursive: true, force: true });
+    rmSync(`${dataDir}.log`, { force: true });
   });
 
   it('prints the URL and three copyable curl commands', () => {

@@ -56,7 +56,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
       `[txscope tests] PostgreSQL at ${redactUrl(pgUrl)} did not answer (${pgProbe.reason}); ` +
         `starting an embedded PostgreSQL for this run (start the server with: ${PG_START_COMMAND}).\n`,
     );
-    embedded = await startEmbeddedPostgres();
+    try {
+      embedded = await startEmbeddedPostgres((line) => process.stderr.write(`[txscope tests] ${line}\n`));
+    } catch (error) {
+      const failure = new Error(
+        `txscope test setup failed:\n- ${(error as Error).message}\n` +
+          `Start the machine's PostgreSQL (${PG_START_COMMAND}), or set TXSCOPE_PG_URL to a server.`,
+      );
+      // The message says all there is to say; this module's stack would only bury it.
+      failure.stack = failure.message;
+      throw failure;
+    }
     process.stderr.write(`[txscope tests] embedded PostgreSQL ready at ${redactUrl(embedded.url)}\n`);
     project.provide('pgUrl', embedded.url);
   }

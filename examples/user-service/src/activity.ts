@@ -2,6 +2,7 @@
 // pool's occupancy over time, fed by txscope's diagnostics channels and pushed as server-sent events.
 import diagnostics from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { finished } from 'node:stream';
 import type { ConnectionEvent, Database, ScopeInfo } from 'txscope';
 
 export interface RequestRecord {
@@ -44,8 +45,10 @@ export class Activity {
 
   readonly #onRelease = (message: unknown): void => {
     const event = message as ConnectionEvent;
-    if (event.scopeId !== null)
-      this.#held.set(event.scopeId, (this.#held.get(event.scopeId) ?? 0) + event.durationMs);
+    // Only for requests still being tracked: the connection of an aborted request can be released
+    // after its response closed, and an entry added then would never be removed.
+    const held = event.scopeId === null ? undefined : this.#held.get(event.scopeId);
+    if (event.scopeId !== null && held !== undefined) this.#held.set(event.scopeId, held + event.durationMs);
     this.#sample(true);
   };
 
@@ -76,7 +79,9 @@ export class Activity {
       next();
       return;
     }
-    res.once('close', () => {
+    this.#held.set(scope.id, 0);
+    // Not res.once('close'): a client that hung up early may have closed the response already.
+    finished(res, () => {
       const record: RequestRecord = {
         id: ++this.#seq,
         method: req.method ?? 'GET',
