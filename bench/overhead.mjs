@@ -1,18 +1,32 @@
 // Workload 5: the CPU cost of one transactional call with 4 statements, on an in-memory driver
 // that answers at once, against a bare async function making the same driver calls (acquire,
-// BEGIN, 4 statements, COMMIT, release). Prints one JSON object. No database, no I/O: what is left
-// is the cost of the ambient machinery (AsyncLocalStorage, frames, leases, bookkeeping).
+// BEGIN, 4 statements, COMMIT, release). No database, no I/O: what is left is the cost of the
+// ambient machinery (AsyncLocalStorage, frames, leases, bookkeeping).
 //
-//   node bench/overhead.mjs [--iterations 200000] [--batches 15]
+// Then the promises each call creates, counted with an async_hooks PROMISE init hook after the
+// timing (a hook slows every promise down). With --pg-url, the same counts over a real pg.Pool on
+// that database too, with node-postgres's own `pool.query` beside them: the in-memory driver's
+// `Promise.resolve` answers are not what node-postgres creates, so (c) ≤ (d) + 2 is checked there.
+// Prints one JSON object.
+//
+//   node bench/overhead.mjs [--iterations 200000] [--batches 15] [--pg-url postgres://…]
+import { createHook } from 'node:async_hooks';
 import { parseArgs } from 'node:util';
-import { createDatabase, sql } from '../dist/index.js';
-import { postgresDialect } from '../dist/postgres/dialect.js';
+import { createDatabase, sql } from 'txscope';
+import { pg as pgDriver } from 'txscope/pg';
 
 const { values } = parseArgs({
-  options: { iterations: { type: 'string', default: '100000' }, batches: { type: 'string', default: '11' } },
+  options: {
+    iterations: { type: 'string', default: '100000' },
+    batches: { type: 'string', default: '11' },
+    'pg-url': { type: 'string' },
+  },
 });
 const iterations = Number(values.iterations);
 const batches = Number(values.batches);
+
+// PostgreSQL's dialect from the public driver: creating it opens nothing (its pool is made on the first acquire).
+const postgresDialect = pgDriver({ connectionString: 'postgres://unused' }).dialect;
 
 const rowResult = { rows: [{ id: 1 }], rowCount: 1, command: 'INSERT' };
 const commitResult = { rows: [], rowCount: 0, command: 'COMMIT' };
@@ -143,6 +157,83 @@ for (let b = 0; b < batches; b++) {
 const baseline = median(clean);
 const ns = { 'bare, before any scope': baseline };
 for (const [name, list] of Object.entries(samples)) ns[name === 'bare' ? 'bare, after' : name] = median(list);
+
+// ---- promise counts ----
+
+let created = 0;
+const hook = createHook({
+  init(_id, type) {
+    if (type === 'PROMISE') created++;
+  },
+});
+
+/**
+ * Promises created per awaited call of `fn`, as the hook sees them: the caller's `await` included
+ * (with a hook on, V8 makes one throwaway promise per await), the same for every row.
+ * @param {() => Promise<unknown>} fn
+ */
+async function countPromises(fn, n = 50) {
+  // The first call may take lazy paths (a pool's first connection, a statement's first compile).
+  await fn();
+  await fn();
+  hook.enable();
+  const before = created;
+  for (let i = 0; i < n; i++) await fn();
+  const total = created - before;
+  hook.disable();
+  return total / n;
+}
+
+const autocommit = () => db.query(text[3], [1]);
+const promises = {};
+for (const [name, fn] of Object.entries(variants)) promises[name] = await countPromises(() => fn('a@b.c'));
+promises['db.query, autocommit'] = await countPromises(autocommit);
+
+/** The same counts over node-postgres and a real pg.Pool of one connection; null without --pg-url. */
+async function countOverPg(url) {
+  const { default: pg } = await import('pg');
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  const real = createDatabase({ driver: pgDriver(pool) });
+  // Four statements that read nothing: only the number of promises matters here, not what runs.
+  const select = 'select $1::int as id';
+  const transactional = real.transactional()(async () => {
+    for (let i = 0; i < 4; i++) await real.query(select, [i]);
+  });
+  const handWritten = async () => {
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      for (let i = 0; i < 4; i++) await client.query(select, [i]);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  };
+  try {
+    return {
+      'db.query, autocommit': await countPromises(() => real.query(select, [1])),
+      'pool.query (node-postgres)': await countPromises(() => pool.query(select, [1])),
+      'transactional, 4 statements': await countPromises(transactional),
+      'hand-written pg transaction, 4 statements': await countPromises(handWritten),
+    };
+  } finally {
+    await real.close();
+  }
+}
+
+let promisesPg = null;
+let pgError = null;
+if (values['pg-url'] !== undefined) {
+  try {
+    promisesPg = await countOverPg(values['pg-url']);
+  } catch (error) {
+    pgError = error instanceof Error ? error.message : String(error);
+  }
+}
+
 process.stdout.write(
   `${JSON.stringify({
     node: process.version,
@@ -150,6 +241,9 @@ process.stdout.write(
     batches,
     nsPerCall: ns,
     addedNs: Object.fromEntries(Object.entries(ns).map(([k, v]) => [k, v - baseline])),
+    promises,
+    promisesPg,
+    pgError,
   })}\n`,
 );
 await db.close();

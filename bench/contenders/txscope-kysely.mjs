@@ -1,9 +1,9 @@
 // txscope over Kysely: repositories build queries on a module-level Kysely from `createKysely(db)`
 // (txscope/kysely), the service's boundary is `db.transactional()`, each unit runs in `db.scope`.
 import pg from 'pg';
-import { createDatabase } from '../../dist/index.js';
-import { createKysely } from '../../dist/kysely/index.js';
-import { pg as pgDriver } from '../../dist/pg/index.js';
+import { createDatabase } from 'txscope';
+import { createKysely } from 'txscope/kysely';
+import { pg as pgDriver } from 'txscope/pg';
 import { runContender } from '../lib/child.mjs';
 import { seedId, signupInput } from '../lib/config.mjs';
 import { kyselyRepositories } from '../lib/kysely-repositories.mjs';

@@ -2,8 +2,8 @@
 // service marks its boundary with `db.transactional()` (the higher-order form of
 // `@Transactional()`), and each unit runs in `db.scope` as the framework middleware would run it.
 import pg from 'pg';
-import { createDatabase, sql } from '../../dist/index.js';
-import { pg as pgDriver } from '../../dist/pg/index.js';
+import { createDatabase, sql } from 'txscope';
+import { pg as pgDriver } from 'txscope/pg';
 import { runContender } from '../lib/child.mjs';
 import { seedId, signupInput, sleep, slowCallMs } from '../lib/config.mjs';
 
@@ -68,19 +68,24 @@ function setup({ url, pool: max }) {
   return { db, service: new UserService(), close: () => db.close() };
 }
 
+/** @param {{ url: string, pool: number, tag: string }} context */
+async function signup(context) {
+  const { db, service, close } = setup(context);
+  return {
+    unit: (i) =>
+      db.scope(async () => {
+        const input = signupInput(context.tag, i);
+        const user = await service.signUp(input);
+        if (user.email !== input.email) throw new Error('signup read back the wrong user');
+      }),
+    close,
+  };
+}
+
 await runContender({
-  async signup(context) {
-    const { db, service, close } = setup(context);
-    return {
-      unit: (i) =>
-        db.scope(async () => {
-          const input = signupInput(context.tag, i);
-          const user = await service.signUp(input);
-          if (user.email !== input.email) throw new Error('signup read back the wrong user');
-        }),
-      close,
-    };
-  },
+  signup,
+  // Workload 6: the same signup, with the database behind the delay proxy (the runner passes --url).
+  remote: signup,
   async read(context) {
     const { db, service, close } = setup(context);
     return {

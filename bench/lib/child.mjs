@@ -49,6 +49,8 @@ function options() {
       concurrency: { type: 'string', default: '32' },
       pool: { type: 'string', default: '10' },
       tag: { type: 'string', default: String(process.pid) },
+      // Workload 6 points the contender at the delay proxy instead of the database itself.
+      url: { type: 'string' },
     },
     strict: true,
   });
@@ -60,6 +62,7 @@ function options() {
     concurrency: Number(values.concurrency),
     pool: Number(values.pool),
     tag: values.tag,
+    url: values.url ?? benchUrl(),
   };
 }
 
@@ -102,7 +105,7 @@ export async function runContender(workloads) {
     if (make === undefined) throw new Error(`this contender has no workload "${o.workload}"`);
     instrumentPg();
     instrumentRootPg();
-    const w = await make({ url: benchUrl(), pool: o.pool, tag: o.tag });
+    const w = await make({ url: o.url, pool: o.pool, tag: o.tag });
     let next = 0;
     /** @param {number} seconds @param {number[] | null} latencies */
     const loop = async (seconds, latencies) => {
@@ -165,7 +168,7 @@ export async function serveHttp(start) {
     const o = options();
     instrumentPg();
     instrumentRootPg();
-    const app = await start({ url: benchUrl(), pool: o.pool, tag: o.tag });
+    const app = await start({ url: o.url, pool: o.pool, tag: o.tag });
     // Requests ended (answered or abandoned), counted here: the load generator stops counting at its deadline while the
     // server completes the requests in flight, whose statements the counters have seen.
     let served = 0;
