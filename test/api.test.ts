@@ -1,8 +1,9 @@
 /** The core API surface: option validation, the default database, pins, state, stats, close. */
+
+import { createDatabase, type Driver, Propagation, sql, Transactional, TxScopeError } from 'txscope';
+import { pg } from 'txscope/pg';
+import { pglite } from 'txscope/pglite';
 import { describe, expect, it } from 'vitest';
-import { createDatabase, type Driver, Propagation, sql, Transactional, TxScopeError } from '../src/index.js';
-import { pg } from '../src/pg/index.js';
-import { pglite } from '../src/pglite/index.js';
 import { forEachDriver } from './support/drivers.js';
 import { insertItem, itemsTable } from './support/schema.js';
 

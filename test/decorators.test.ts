@@ -5,8 +5,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { sql, Transactional, TxScopeError } from 'txscope';
 import { beforeAll, expect, it } from 'vitest';
-import { sql, Transactional, TxScopeError } from '../src/index.js';
 import type { makeService as MakeService } from './fixtures/decorators/service.js';
 import { forEachDriver } from './support/drivers.js';
 import { itemsTable } from './support/schema.js';

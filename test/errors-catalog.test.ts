@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { ErrorCode } from 'txscope';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode } from '../src/errors.js';
 
 // Every code a user can see in `err.code` must be explained in docs/errors.md, and the
 // catalogue must not promise codes the library no longer raises.

@@ -11,15 +11,15 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import pgLib from 'pg';
+import { createDatabase, type Database } from 'txscope';
+import { middleware as expressMiddleware } from 'txscope/express';
+import { plugin } from 'txscope/fastify';
+import { middleware as honoMiddleware } from 'txscope/hono';
+import { withScope } from 'txscope/http';
+import { middleware as koaMiddleware } from 'txscope/koa';
+import { TXSCOPE_DATABASE, TxScopeModule } from 'txscope/nestjs';
+import { pg } from 'txscope/pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { middleware as expressMiddleware } from '../src/express/index.js';
-import { plugin } from '../src/fastify/index.js';
-import { middleware as honoMiddleware } from '../src/hono/index.js';
-import { withScope } from '../src/http/index.js';
-import { createDatabase, type Database } from '../src/index.js';
-import { middleware as koaMiddleware } from '../src/koa/index.js';
-import { TXSCOPE_DATABASE, TxScopeModule } from '../src/nestjs/index.js';
-import { pg } from '../src/pg/index.js';
 import { startExpress } from './support/apps/express.js';
 import { startExpress4 } from './support/apps/express4.js';
 import { startFastify } from './support/apps/fastify.js';
@@ -452,7 +452,7 @@ describe('adapter details', () => {
       .map((file) =>
         readFileSync(new URL(file, dir), 'utf8')
           .replaceAll("'../../../src/index.js'", "'txscope'")
-          .replace(/'\.\.\/\.\.\/\.\.\/src\/([a-z]+)\/index\.js'/g, "'txscope/$1'"),
+          .replace(/'\.\.\/\.\.\/\.\.\/src\/exports\/([a-z]+)\.js'/g, "'txscope/$1'"),
       );
     expect(recipes).toHaveLength(6);
     expect([...blocks].sort()).toEqual([...recipes].sort());

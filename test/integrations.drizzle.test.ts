@@ -1,8 +1,8 @@
 /** The shared integration scenarios (test/support/clients/suite.ts) for Drizzle, and what only Drizzle has. */
 import { asc, eq, sql } from 'drizzle-orm';
+import type { Database } from 'txscope';
+import { createDrizzle } from 'txscope/drizzle';
 import { expect, it } from 'vitest';
-import { createDrizzle } from '../src/drizzle/index.js';
-import type { Database } from '../src/index.js';
 import { drizzleCase, drizzleFor, mysqlSchema, pgSchema, sqliteSchema } from './support/clients/drizzle.js';
 import { prepareSchema } from './support/clients/index.js';
 import { integrationSuite } from './support/clients/suite.js';

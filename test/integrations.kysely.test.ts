@@ -1,7 +1,7 @@
 /** The shared integration scenarios (test/support/clients/suite.ts) for Kysely, and what only Kysely has. */
 import { CamelCasePlugin, sql } from 'kysely';
+import { createKysely } from 'txscope/kysely';
 import { expect, it } from 'vitest';
-import { createKysely } from '../src/kysely/index.js';
 import { prepareSchema } from './support/clients/index.js';
 import { type KyselyDB, kyselyCase } from './support/clients/kysely.js';
 import { integrationSuite } from './support/clients/suite.js';

@@ -1,6 +1,7 @@
 /** The shared integration scenarios (test/support/clients/suite.ts) for Prisma, and what only Prisma has. */
+
+import { adapter } from 'txscope/prisma';
 import { expect, it } from 'vitest';
-import { adapter } from '../src/prisma/index.js';
 import { prepareSchema } from './support/clients/index.js';
 import { prismaCase, prismaFor } from './support/clients/prisma.js';
 import { integrationSuite } from './support/clients/suite.js';

@@ -4,9 +4,9 @@
  * The contract suites (test/contract) run on this driver too, through the harness.
  */
 import mysql2, { type Pool, type RowDataPacket } from 'mysql2/promise';
+import { createDatabase, type Database, isRetryable, sql, TxScopeError } from 'txscope';
+import { type MysqlQueryResult, mysql } from 'txscope/mysql';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createDatabase, type Database, isRetryable, sql, TxScopeError } from '../src/index.js';
-import { type MysqlQueryResult, mysql } from '../src/mysql/index.js';
 import { type FreshDatabase, freshMysqlDatabase } from './support/databases.js';
 import { instrument, type Probe, until } from './support/drivers.js';
 import { insertItem, itemsTable } from './support/schema.js';

@@ -7,9 +7,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
+import { createDatabase, type Database, sql, Transactional, TxScopeError } from 'txscope';
+import { type SqliteOptions, sqlite } from 'txscope/sqlite';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createDatabase, type Database, sql, Transactional, TxScopeError } from '../src/index.js';
-import { type SqliteOptions, sqlite } from '../src/sqlite/index.js';
 import { instrument, type Probe } from './support/drivers.js';
 import { insertItem, itemsTable } from './support/schema.js';
 

@@ -1,6 +1,7 @@
 /** Rule 16: a scope's AbortSignal rolls back its open transaction and rejects its statements. */
+
+import { sql } from 'txscope';
 import { expect, it } from 'vitest';
-import { sql } from '../../src/index.js';
 import { forEachDriver, until } from '../support/drivers.js';
 import { insertItem, itemsTable, runningStatements, sleepStatement } from '../support/schema.js';
 

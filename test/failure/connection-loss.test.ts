@@ -4,7 +4,6 @@
  * connection with COMMIT in flight or resets it mid-transaction.
  */
 import pgLib from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   createDatabase,
   type Database,
@@ -12,12 +11,13 @@ import {
   type DriverConnection,
   sql,
   TxScopeError,
-} from '../../src/index.js';
-import { pg } from '../../src/pg/index.js';
-import { classifyPostgresError } from '../../src/postgres/dialect.js';
+} from 'txscope';
+import { pg } from 'txscope/pg';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { classifyPostgresError } from '../../src/drivers/postgres/classify.js';
 import { type FreshDatabase, freshPgDatabase } from '../support/databases.js';
 import { instrument, type Probe, until } from '../support/drivers.js';
-import { type FaultProxy, startProxy } from '../support/proxy.js';
+import { type FaultProxy, type ProxyMessage, startProxy } from '../support/proxy.js';
 
 let fresh: FreshDatabase;
 let admin: pgLib.Pool;
@@ -91,6 +91,10 @@ async function proxied(): Promise<FaultProxy> {
   proxies.push(proxy);
   return proxy;
 }
+
+/** BEGIN on the wire: a simple Query of its own, or the Parse that rides ahead of the first statement. */
+const isBegin = (m: ProxyMessage): boolean =>
+  (m.type === 'Q' || m.type === 'P') && m.text.startsWith('BEGIN');
 
 const insert = (db: Database, tag: string) => db.query(sql`insert into items (tag) values (${tag})`);
 
@@ -175,9 +179,10 @@ describe('rule 14: connection loss [pg]', () => {
     await db.query('select 1');
     probe.reset();
     // What a pool hands out after a failover or a NAT timeout: a connection that is already
-    // gone, found out only when BEGIN is written to it. Nothing of the transaction was sent.
+    // gone, found out only when BEGIN (and the first statement riding with it) is written to it.
+    // Nothing of the transaction ran.
     const fault = proxy.setFault({
-      when: (m) => m.type === 'Q' && m.text.startsWith('BEGIN'),
+      when: isBegin,
       action: 'reset',
     });
     let runs = 0;
@@ -441,7 +446,7 @@ describe('rule 14: connection loss [pg]', () => {
     const proxy = await proxied();
     const { db, probe } = makeDb('loss_delay', { url: proxy.url(fresh.url) });
     const fault = proxy.setFault({
-      when: (m) => m.type === 'Q' && m.text.startsWith('BEGIN'),
+      when: isBegin,
       action: { delayMs: 30 },
     });
     await db.transaction(async () => {

@@ -5,9 +5,9 @@
  * with a TxScopeError, and nothing is left checked out.
  */
 import pgLib from 'pg';
+import { createDatabase, type Database, sql, TxScopeError } from 'txscope';
+import { pg } from 'txscope/pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createDatabase, type Database, sql, TxScopeError } from '../../src/index.js';
-import { pg } from '../../src/pg/index.js';
 import { type FreshDatabase, freshPgDatabase } from '../support/databases.js';
 import { instrument, type Probe, until } from '../support/drivers.js';
 import { type FaultProxy, startProxy } from '../support/proxy.js';

@@ -1,8 +1,8 @@
 /** Rule 18: diagnostics channels, stats, leak detection, and no password anywhere. */
 import diagnostics from 'node:diagnostics_channel';
+import { createDatabase, type LeakEvent, sql } from 'txscope';
+import { pg } from 'txscope/pg';
 import { afterEach, beforeEach, expect, it } from 'vitest';
-import { createDatabase, type LeakEvent, sql } from '../../src/index.js';
-import { pg } from '../../src/pg/index.js';
 import { forEachDriver, until } from '../support/drivers.js';
 import { insertItem, itemsTable } from '../support/schema.js';
 

@@ -1,7 +1,8 @@
 /** Rule 15: pool limits, recycling, clean release, and deadlock detection for requires_new. */
+
+import { createDatabase, sql } from 'txscope';
+import { pg } from 'txscope/pg';
 import { expect, it } from 'vitest';
-import { createDatabase, sql } from '../../src/index.js';
-import { pg } from '../../src/pg/index.js';
 import { forEachDriver, instrument, until } from '../support/drivers.js';
 import { idleInTransaction, insertItem, itemsTable } from '../support/schema.js';
 
@@ -99,7 +100,7 @@ forEachDriver('pool', (env) => {
 });
 
 it('PGlite: a turn on its one connection waits at most acquireTimeoutMillis', async () => {
-  const { pglite } = await import('../../src/pglite/index.js');
+  const { pglite } = await import('txscope/pglite');
   const db = createDatabase({
     driver: pglite(undefined, { acquireTimeoutMillis: 100 }),
     name: 'one-connection',

@@ -1,7 +1,8 @@
 /** Rule 13: retry re-runs the outermost frame on serialization failures and deadlocks. */
+
+import { isRetryable, sql, TxScopeError } from 'txscope';
 import { describe, expect, it } from 'vitest';
-import { isRetryable, sql, TxScopeError } from '../../src/index.js';
-import { backoffMs } from '../../src/retry.js';
+import { backoffMs } from '../../src/core/retry.js';
 import { forEachDriver } from '../support/drivers.js';
 import { insertItem, itemsTable } from '../support/schema.js';
 

@@ -1,6 +1,7 @@
 /** Rule 12: timeouts roll back, cancel the statement on the server, and only ever shorten. */
+
+import { sql } from 'txscope';
 import { expect, it } from 'vitest';
-import { sql } from '../../src/index.js';
 import { forEachDriver, until } from '../support/drivers.js';
 import {
   idleInTransaction,
