@@ -15,9 +15,10 @@ import { compile, SqlFragment } from '../sql.js';
 import { enterBoundary } from './boundary.js';
 import { bind, lookup, noLeases, storage } from './context.js';
 import { type Boundary, type TransactionalDecorator, transactionalDecorator } from './decorator.js';
-import { Engine } from './engine.js';
+import { type ActivityCounts, Engine } from './engine.js';
 import { type CompletionStatus, registerHook } from './hooks.js';
 import { runPinned } from './pin.js';
+import type { ConnectionCounts } from './pool.js';
 import { claimDefault, releaseDefault } from './registry.js';
 import { routeStatement } from './routing.js';
 import { runScope, type ScopeInfo } from './scope.js';
@@ -35,24 +36,10 @@ export interface CurrentState {
 }
 
 /** Counters of `db.stats()`. */
-export interface DatabaseStats {
+export interface DatabaseStats extends ConnectionCounts, ActivityCounts {
   name: string;
   /** The driver pool's own counts. */
   pool: PoolCounts;
-  /** Connections txscope holds right now. */
-  checkedOut: number;
-  acquired: number;
-  released: number;
-  /** Connections closed instead of pooled (lost, or not clean). */
-  destroyed: number;
-  /** Statements sent, BEGIN/COMMIT/ROLLBACK/SAVEPOINT included. */
-  statements: number;
-  /** Transactions that sent BEGIN. */
-  transactions: number;
-  commits: number;
-  rollbacks: number;
-  activeTransactions: number;
-  activeScopes: number;
 }
 
 /** A database: the one object repositories and services use. */

@@ -86,6 +86,58 @@ export function withAcquireDeadline<C>(
   });
 }
 
+/**
+ * A driver's pool (or its one connection): given by the user, or made on first use, so a
+ * database created and closed unused never connects. Closed once, whether made yet or not.
+ */
+export class LazyPool<P> {
+  #pool: P | null;
+  #making: Promise<P> | null = null;
+  #closed = false;
+
+  constructor(
+    given: P | null,
+    readonly make: () => Promise<P>,
+  ) {
+    this.#pool = given;
+  }
+
+  /** The pool, once there is one. */
+  get current(): P | null {
+    return this.#pool;
+  }
+
+  get(): P | Promise<P> {
+    if (this.#pool !== null) return this.#pool;
+    this.#making ??= this.make().then(
+      (pool) => {
+        this.#pool = pool;
+        return pool;
+      },
+      (error: unknown) => {
+        this.#making = null;
+        throw error;
+      },
+    );
+    return this.#making;
+  }
+
+  /** Ends the pool with `end`, once; waits for one still being made. */
+  async close(end: (pool: P) => unknown): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const pool = this.#pool ?? (this.#making === null ? null : await this.#making.catch(() => null));
+    if (pool !== null) await end(pool);
+  }
+}
+
+/** Savepoint statements as PostgreSQL, MySQL and SQLite all write them. */
+export const standardSavepoints = {
+  savepoint: (name: string) => `SAVEPOINT ${name}`,
+  releaseSavepoint: (name: string) => `RELEASE SAVEPOINT ${name}`,
+  rollbackToSavepoint: (name: string) => `ROLLBACK TO SAVEPOINT ${name}`,
+} as const;
+
 /** The counts of a driver with one connection that its holders take turns on. */
 export function singleConnectionCounts(open: boolean, busy: boolean, waiting: number): PoolCounts {
   const total = open ? 1 : 0;

@@ -1,5 +1,6 @@
 import type { Dialect } from '../../driver.js';
 import { isolationLevels } from '../../options.js';
+import { standardSavepoints } from '../runtime.js';
 
 /**
  * MySQL/MariaDB syntax. MySQL cannot put the isolation level into `START TRANSACTION`:
@@ -18,9 +19,7 @@ export const mysqlDialect: Dialect = {
   },
   commit: 'COMMIT',
   rollback: 'ROLLBACK',
-  savepoint: (name) => `SAVEPOINT ${name}`,
-  releaseSavepoint: (name) => `RELEASE SAVEPOINT ${name}`,
-  rollbackToSavepoint: (name) => `ROLLBACK TO SAVEPOINT ${name}`,
+  ...standardSavepoints,
   isolationLevels,
   // MySQL has no aborted-transaction state: COMMIT commits whatever succeeded, or fails with an error.
   committed: () => true,

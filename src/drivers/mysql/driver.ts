@@ -7,6 +7,7 @@ import {
   defaultMax,
   importPeer,
   jitteredLifetimeMs,
+  LazyPool,
   labelOfParts,
   labelOfUrl,
   withAcquireDeadline,
@@ -22,6 +23,7 @@ import { mysqlDialect } from './dialect.js';
 
 /** The connection settings txscope reads from a pool it was given, to open its `KILL QUERY` connection. */
 interface MysqlConnectionConfigLike {
+  uri?: string;
   host?: string;
   port?: number;
   socketPath?: string;
@@ -61,15 +63,7 @@ interface MysqlModule {
  * `password`, `database`, `connectionLimit`, `timezone`, …) plus txscope's pool names.
  * Connection strings and passwords never appear in txscope's errors or events.
  */
-export interface MysqlConfig {
-  uri?: string;
-  host?: string;
-  port?: number;
-  socketPath?: string;
-  user?: string;
-  password?: string;
-  database?: string;
-  ssl?: unknown;
+export interface MysqlConfig extends MysqlConnectionConfigLike {
   /** Pool size (alias of mysql2's `connectionLimit`); default 10. */
   max?: number;
   connectionLimit?: number;
@@ -121,37 +115,27 @@ class MysqlDriver implements Driver {
   readonly #acquireMs: number;
   readonly #lifetimeSeconds: number | undefined;
   readonly #states = new WeakMap<MysqlCoreConnectionLike, CoreState>();
-  #pool: MysqlPoolLike | null = null;
-  #creating: Promise<MysqlPoolLike> | null = null;
+  readonly #pool: LazyPool<MysqlPoolLike>;
   #checkedOut = 0;
   #waiting = 0;
-  #closed = false;
 
   constructor(source: MysqlConfig | MysqlPoolLike) {
     if (isPool(source)) {
-      this.#pool = source;
       this.#config = {};
       this.label = labelOf(source.pool?.config?.connectionConfig ?? {});
     } else {
       this.#config = source;
       this.label = labelOf(source);
     }
+    this.#pool = new LazyPool(isPool(source) ? source : null, async () =>
+      (await this.#loadModule()).createPool(this.#poolOptions()),
+    );
     this.#acquireMs = this.#config.acquireTimeoutMillis ?? defaultAcquireTimeoutMillis;
     this.#lifetimeSeconds = this.#config.maxLifetimeSeconds;
   }
 
   #loadModule(): Promise<MysqlModule> {
     return importPeer<MysqlModule>('mysql2/promise', 'txscope/mysql');
-  }
-
-  #getPool(): MysqlPoolLike | Promise<MysqlPoolLike> {
-    if (this.#pool !== null) return this.#pool;
-    this.#creating ??= this.#loadModule().then((mysql) => {
-      const pool = mysql.createPool(this.#poolOptions());
-      this.#pool = pool;
-      return pool;
-    });
-    return this.#creating;
   }
 
   #poolOptions(): Record<string, unknown> {
@@ -169,13 +153,13 @@ class MysqlDriver implements Driver {
     return (
       this.#config.max ??
       this.#config.connectionLimit ??
-      this.#pool?.pool?.config?.connectionLimit ??
+      this.#pool.current?.pool?.config?.connectionLimit ??
       defaultMax
     );
   }
 
   async acquire(): Promise<DriverConnection> {
-    const pool = await this.#getPool();
+    const pool = await this.#pool.get();
     const deadline = Date.now() + this.#acquireMs;
     for (;;) {
       const conn = await this.#take(pool, deadline);
@@ -255,7 +239,7 @@ class MysqlDriver implements Driver {
   };
 
   #connectionOptions(): Record<string, unknown> {
-    const given = this.#pool?.pool?.config?.connectionConfig;
+    const given = this.#pool.current?.pool?.config?.connectionConfig;
     if (Object.keys(this.#config).length === 0 && given !== undefined) {
       const { host, port, socketPath, user, password, database, ssl } = given;
       return Object.fromEntries(
@@ -268,17 +252,14 @@ class MysqlDriver implements Driver {
   }
 
   counts(): PoolCounts {
-    const core = this.#pool?.pool;
+    const core = this.#pool.current?.pool;
     const total = core?._allConnections?.length ?? this.#checkedOut;
     const idle = core?._freeConnections?.length ?? 0;
     return { total, idle, waiting: this.#waiting, max: this.#max() };
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    const pool = this.#pool ?? (this.#creating ? await this.#creating.catch(() => null) : null);
-    await pool?.end();
+  close(): Promise<void> {
+    return this.#pool.close((pool) => pool.end());
   }
 }
 

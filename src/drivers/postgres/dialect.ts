@@ -1,6 +1,8 @@
 /** PostgreSQL syntax, shared by every PostgreSQL driver (node-postgres, PGlite). */
+
 import type { Dialect, DriverResult } from '../../driver.js';
 import { isolationLevels } from '../../options.js';
+import { standardSavepoints } from '../runtime.js';
 
 export const postgresDialect: Dialect = {
   name: 'postgres',
@@ -14,9 +16,7 @@ export const postgresDialect: Dialect = {
   },
   commit: 'COMMIT',
   rollback: 'ROLLBACK',
-  savepoint: (name) => `SAVEPOINT ${name}`,
-  releaseSavepoint: (name) => `RELEASE SAVEPOINT ${name}`,
-  rollbackToSavepoint: (name) => `ROLLBACK TO SAVEPOINT ${name}`,
+  ...standardSavepoints,
   isolationLevels,
   // PostgreSQL answers COMMIT of an aborted transaction with the ROLLBACK tag, not an error.
   committed: (result: DriverResult) =>

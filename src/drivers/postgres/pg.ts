@@ -7,6 +7,7 @@ import {
   defaultMax,
   importPeer,
   jitteredLifetimeMs,
+  LazyPool,
   labelOfParts,
   labelOfUrl,
 } from '../runtime.js';
@@ -84,17 +85,15 @@ class PgDriver implements Driver {
   readonly classify = classifyPostgresError;
   readonly #config: PgConfig;
   readonly #acquireTimeoutMillis: number;
-  #pool: PgPoolLike | null = null;
+  readonly #pool: LazyPool<PgPoolLike>;
   #BeginQuery: BeginQueryClass | null = null;
-  #loading: Promise<PgPoolLike> | null = null;
   readonly #connections = new WeakMap<PgClientLike, PgConnection>();
-  #closed = false;
 
   constructor(source: PgConfig | PgPoolLike) {
     this.#config = isPool(source) ? (source.options as PgConfig) : source;
     this.#acquireTimeoutMillis = this.#config.acquireTimeoutMillis ?? defaultAcquireTimeoutMillis;
     this.label = labelOf(this.#config);
-    if (isPool(source)) this.#watch(source);
+    this.#pool = new LazyPool(isPool(source) ? this.#watch(source) : null, () => this.#makePool());
   }
 
   #watch(pool: PgPoolLike): PgPoolLike {
@@ -102,7 +101,6 @@ class PgDriver implements Driver {
     // without a listener that would crash the process.
     pool.on('error', () => {});
     pool.on('acquire', guard);
-    this.#pool = pool;
     return pool;
   }
 
@@ -113,33 +111,35 @@ class PgDriver implements Driver {
     return pg;
   }
 
-  /** The pool (made from the options on first use), once node-postgres is loaded. */
-  #start(): Promise<PgPoolLike> {
-    this.#loading ??= this.#load().then((pg) => {
-      if (this.#pool !== null) return this.#pool;
-      const { acquireTimeoutMillis, maxLifetimeSeconds, ...rest } = this.#config;
-      const config: Record<string, unknown> = {
-        ...rest,
-        max: this.#config.max ?? defaultMax,
-        connectionTimeoutMillis: this.#acquireTimeoutMillis,
-      };
-      if (maxLifetimeSeconds !== undefined) {
-        // node-postgres counts whole seconds, and 0 would mean forever.
-        config.maxLifetimeSeconds = Math.max(1, Math.round(jitteredLifetimeMs(maxLifetimeSeconds) / 1000));
-      }
-      return this.#watch(new pg.Pool(config));
-    });
-    return this.#loading;
+  async #makePool(): Promise<PgPoolLike> {
+    const pg = await this.#load();
+    const { acquireTimeoutMillis, maxLifetimeSeconds, ...rest } = this.#config;
+    const config: Record<string, unknown> = {
+      ...rest,
+      max: this.#config.max ?? defaultMax,
+      connectionTimeoutMillis: this.#acquireTimeoutMillis,
+    };
+    if (maxLifetimeSeconds !== undefined) {
+      // node-postgres counts whole seconds, and 0 would mean forever.
+      config.maxLifetimeSeconds = Math.max(1, Math.round(jitteredLifetimeMs(maxLifetimeSeconds) / 1000));
+    }
+    return this.#watch(new pg.Pool(config));
+  }
+
+  /** The pool, once node-postgres is loaded (for the Query class BEGIN rides on, even with a given pool). */
+  async #start(): Promise<PgPoolLike> {
+    await this.#load();
+    return this.#pool.get();
   }
 
   acquire(): Promise<DriverConnection> {
-    const pool = this.#pool;
+    const pool = this.#pool.current;
     if (pool !== null && this.#BeginQuery !== null) return this.#connect(pool);
     return this.#start().then((started) => this.#connect(started));
   }
 
   query(text: string, values: readonly unknown[]): Promise<DriverResult> {
-    const pool = this.#pool;
+    const pool = this.#pool.current;
     if (pool === null || this.#BeginQuery === null) return this.#start().then(() => this.query(text, values));
     return new Promise<DriverResult>((resolve, reject) => {
       pool.connect((error, client) => {
@@ -187,17 +187,14 @@ class PgDriver implements Driver {
   }
 
   counts(): PoolCounts {
-    const pool = this.#pool;
+    const pool = this.#pool.current;
     const max = this.#config.max ?? pool?.options.max ?? defaultMax;
     if (pool === null) return { total: 0, idle: 0, waiting: 0, max };
     return { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max };
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    const pool = this.#pool ?? (this.#loading === null ? null : await this.#loading.catch(() => null));
-    await pool?.end();
+  close(): Promise<void> {
+    return this.#pool.close((pool) => pool.end());
   }
 }
 

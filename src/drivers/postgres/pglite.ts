@@ -5,6 +5,7 @@ import { checkPoolNumbers } from '../../options.js';
 import {
   defaultAcquireTimeoutMillis,
   importPeer,
+  LazyPool,
   type Release,
   singleConnectionCounts,
   Turns,
@@ -60,35 +61,28 @@ class PGliteDriver implements Driver {
   readonly classify = classifyPostgresError;
   readonly #turns = new Turns();
   readonly #acquireTimeoutMillis: number;
-  readonly #source: PGliteLike | string | undefined;
-  #connection: PGliteConnection | null = null;
-  #starting: Promise<PGliteConnection> | null = null;
+  /** Started on first use: a database that is created and closed unused never boots PGlite. */
+  readonly #connection: LazyPool<PGliteConnection>;
   #release: Release | null = null;
 
   constructor(source: PGliteLike | string | undefined, acquireTimeoutMillis: number) {
-    this.#source = source;
     this.#acquireTimeoutMillis = acquireTimeoutMillis;
     if (typeof source === 'object') this.label = 'pglite';
     else this.label = source === undefined ? 'pglite (memory)' : `pglite (${source})`;
-  }
-
-  /** Started on first use: a database that is created and closed unused never boots PGlite. */
-  #start(): Promise<PGliteConnection> {
-    this.#starting ??= (async () => {
-      const source = this.#source;
-      let db: PGliteLike;
-      if (typeof source === 'object') db = source;
-      else db = new (await importPeer<PGliteModule>('@electric-sql/pglite', 'txscope/pglite')).PGlite(source);
+    this.#connection = new LazyPool(null, async () => {
+      const db =
+        typeof source === 'object'
+          ? source
+          : new (await importPeer<PGliteModule>('@electric-sql/pglite', 'txscope/pglite')).PGlite(source);
       await db.waitReady;
-      this.#connection = new PGliteConnection(db);
-      return this.#connection;
-    })();
-    return this.#starting;
+      return new PGliteConnection(db);
+    });
   }
 
   acquire(): DriverConnection | Promise<DriverConnection> {
     const release = this.#turns.tryTake();
-    if (release !== null && this.#connection !== null) return this.#hand(this.#connection, release);
+    const ready = this.#connection.current;
+    if (release !== null && ready !== null) return this.#hand(ready, release);
     const turn =
       release !== null
         ? Promise.resolve(release)
@@ -104,7 +98,7 @@ class PGliteDriver implements Driver {
           });
     return turn.then(async (granted) => {
       try {
-        return this.#hand(this.#connection ?? (await this.#start()), granted);
+        return this.#hand(await this.#connection.get(), granted);
       } catch (error) {
         granted();
         throw error;
@@ -119,7 +113,7 @@ class PGliteDriver implements Driver {
 
   release(connection: DriverConnection, options: { destroy: boolean }): void {
     const release = this.#release;
-    if (connection !== this.#connection || release === null) return;
+    if (connection !== this.#connection.current || release === null) return;
     this.#release = null;
     const db = (connection as PGliteConnection).db;
     if (!options.destroy || !db.isInTransaction()) {
@@ -136,10 +130,8 @@ class PGliteDriver implements Driver {
     return singleConnectionCounts(true, this.#turns.busy, this.#turns.waiting);
   }
 
-  async close(): Promise<void> {
-    if (this.#starting === null) return;
-    const connection = await this.#starting.catch(() => null);
-    if (connection !== null && !connection.db.closed) await connection.db.close();
+  close(): Promise<void> {
+    return this.#connection.close((connection) => (connection.db.closed ? undefined : connection.db.close()));
   }
 }
 

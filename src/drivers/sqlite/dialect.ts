@@ -1,5 +1,7 @@
 /** SQLite syntax. */
+
 import type { Dialect, IsolationLevel } from '../../driver.js';
+import { standardSavepoints } from '../runtime.js';
 
 /** Turns a connection read-only for the rest of a read-only transaction (SQLite has no READ ONLY). */
 export const QUERY_ONLY_ON = 'PRAGMA query_only = ON';
@@ -18,9 +20,7 @@ export const sqliteDialect: Dialect = {
   begin: ({ readOnly }) => (readOnly ? ['BEGIN DEFERRED', QUERY_ONLY_ON] : ['BEGIN IMMEDIATE']),
   commit: 'COMMIT',
   rollback: 'ROLLBACK',
-  savepoint: (name) => `SAVEPOINT ${name}`,
-  releaseSavepoint: (name) => `RELEASE SAVEPOINT ${name}`,
-  rollbackToSavepoint: (name) => `ROLLBACK TO SAVEPOINT ${name}`,
+  ...standardSavepoints,
   isolationLevels: ['serializable'] as IsolationLevel[],
   committed: () => true,
 };

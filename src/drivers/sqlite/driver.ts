@@ -9,6 +9,7 @@ import { checkPoolNumbers } from '../../options.js';
 import {
   defaultAcquireTimeoutMillis,
   importPeer,
+  LazyPool,
   type Release,
   singleConnectionCounts,
   Turns,
@@ -61,12 +62,17 @@ class SqliteDriver implements Driver {
   readonly #source: string | SqliteDatabaseLike;
   /** The writer's turns: one transaction (or autocommit statement) at a time. */
   readonly #turns = new Turns();
-  #writer: SqliteConnection | null = null;
-  #opening: Promise<SqliteConnection> | null = null;
+  /** The one connection that writes, opened on first use. */
+  readonly #writer: LazyPool<SqliteConnection> = new LazyPool(null, () => this.#create());
   #release: Release | null = null;
   #closed = false;
   /** Opens more connections on the same file: better-sqlite3's own constructor. */
   #Database: SqliteConstructor | null = null;
+  /**
+   * Whether the file is in WAL mode, where readers never wait for the writer: read once when the
+   * writer opens (a file's journal mode stays; switching it needs exclusive access).
+   */
+  #wal = false;
   readonly #idleReaders: SqliteConnection[] = [];
   readonly #readers = new Set<SqliteConnection>();
 
@@ -79,15 +85,6 @@ class SqliteDriver implements Driver {
     this.label = memory ? 'sqlite (memory)' : `sqlite (${name})`;
   }
 
-  #open(): SqliteConnection | Promise<SqliteConnection> {
-    if (this.#writer !== null) return this.#writer;
-    this.#opening ??= this.#create().then((connection) => {
-      this.#writer = connection;
-      return connection;
-    });
-    return this.#opening;
-  }
-
   async #create(): Promise<SqliteConnection> {
     const source = this.#source;
     const o = this.#options;
@@ -97,6 +94,7 @@ class SqliteDriver implements Driver {
       if (o.busyTimeoutMillis !== undefined)
         source.pragma(`busy_timeout = ${Math.trunc(o.busyTimeoutMillis)}`);
       if (o.wal === true && !source.memory) source.pragma('journal_mode = WAL');
+      this.#wal = !source.memory && String(source.pragma('journal_mode', { simple: true })) === 'wal';
       return new SqliteConnection(source);
     }
     const Database = await importPeer<SqliteConstructor>('better-sqlite3', 'txscope/sqlite');
@@ -105,6 +103,7 @@ class SqliteDriver implements Driver {
     if (o.busyTimeoutMillis !== undefined) config.timeout = Math.trunc(o.busyTimeoutMillis);
     const db = new Database(source, config);
     if (o.wal !== false && !db.memory && config.readonly !== true) db.pragma('journal_mode = WAL');
+    this.#wal = !db.memory && String(db.pragma('journal_mode', { simple: true })) === 'wal';
     return new SqliteConnection(db);
   }
 
@@ -115,8 +114,8 @@ class SqliteDriver implements Driver {
   async #reader(): Promise<SqliteConnection | null> {
     const max = this.#options.readers ?? defaultReaders;
     if (max === 0) return null;
-    const writer = await this.#open();
-    if (writer.db.memory || String(writer.db.pragma('journal_mode', { simple: true })) !== 'wal') return null;
+    const writer = await this.#writer.get();
+    if (!this.#wal) return null;
     const idle = this.#idleReaders.pop();
     if (idle !== undefined) return idle;
     if (this.#readers.size >= max || this.#Database === null) return null;
@@ -132,9 +131,10 @@ class SqliteDriver implements Driver {
     if (this.#closed) return Promise.reject(errors.driverClosed(this.label));
     if (intent?.readOnly) return this.#reader().then((reader) => reader ?? this.#takeWriter());
     const release = this.#turns.tryTake();
-    if (release !== null && this.#writer !== null) {
+    const writer = this.#writer.current;
+    if (release !== null && writer !== null) {
       this.#release = release;
-      return this.#writer;
+      return writer;
     }
     return this.#takeWriter(release);
   }
@@ -156,7 +156,7 @@ class SqliteDriver implements Driver {
           }),
       }));
     try {
-      const writer = await this.#open();
+      const writer = await this.#writer.get();
       this.#release = release;
       return writer;
     } catch (error) {
@@ -171,7 +171,7 @@ class SqliteDriver implements Driver {
       this.#releaseReader(c, options.destroy);
       return;
     }
-    if (c !== this.#writer) return;
+    if (c !== this.#writer.current) return;
     // The one connection cannot be replaced (an in-memory database lives in it): make it clean instead.
     try {
       if (c.db.open && c.db.inTransaction) c.db.exec('ROLLBACK');
@@ -200,7 +200,7 @@ class SqliteDriver implements Driver {
   }
 
   counts(): PoolCounts {
-    return singleConnectionCounts(this.#writer !== null, this.#turns.busy, this.#turns.waiting);
+    return singleConnectionCounts(this.#writer.current !== null, this.#turns.busy, this.#turns.waiting);
   }
 
   async close(): Promise<void> {
@@ -211,8 +211,7 @@ class SqliteDriver implements Driver {
       this.#readers.delete(reader);
       if (reader.db.open) reader.db.close();
     }
-    const writer = this.#writer ?? (this.#opening === null ? null : await this.#opening.catch(() => null));
-    if (writer?.db.open) writer.db.close();
+    await this.#writer.close((writer) => (writer.db.open ? writer.db.close() : undefined));
   }
 }
 

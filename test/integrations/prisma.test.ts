@@ -2,9 +2,9 @@
 
 import { adapter } from 'txscope/prisma';
 import { expect, it } from 'vitest';
-import { prepareSchema } from './support/clients/index.js';
-import { prismaCase, prismaFor } from './support/clients/prisma.js';
-import { integrationSuite } from './support/clients/suite.js';
+import { prepareSchema } from '../support/clients/index.js';
+import { prismaCase, prismaFor } from '../support/clients/prisma.js';
+import { integrationSuite } from '../support/clients/suite.js';
 
 integrationSuite(prismaCase, (env) => {
   const users = async () =>

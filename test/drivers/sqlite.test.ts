@@ -10,8 +10,8 @@ import BetterSqlite3 from 'better-sqlite3';
 import { createDatabase, type Database, sql, Transactional, TxScopeError } from 'txscope';
 import { type SqliteOptions, sqlite } from 'txscope/sqlite';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { instrument, type Probe } from './support/drivers.js';
-import { insertItem, itemsTable } from './support/schema.js';
+import { instrument, type Probe } from '../support/drivers.js';
+import { insertItem, itemsTable } from '../support/schema.js';
 
 function gate(): { open: () => void; wait: Promise<void> } {
   let open!: () => void;
@@ -174,6 +174,62 @@ describe('txscope/sqlite on better-sqlite3', () => {
     release.open();
     await Promise.all([holder, reading]);
     expect(done).toBe(true);
+  });
+
+  it('on the wire: k statements in a transaction are k + 2 statements, query_only reset once after a read-only one', async () => {
+    // better-sqlite3's verbose hook sees every statement SQLite runs, pragmas and exec() included.
+    const wire: string[] = [];
+    const { db } = createDb(file, { database: { verbose: (text: unknown) => wire.push(String(text)) } });
+    await itemsTable(db);
+    wire.length = 0;
+    await db.transaction(async () => {
+      for (const tag of ['a', 'b', 'c', 'd']) await insertItem(db, tag);
+    });
+    // (verbose shows each statement with its values bound)
+    const inserted = (tag: string) => `insert into items (tag, n) values ('${tag}', 0.0)`;
+    expect(wire).toEqual(['BEGIN IMMEDIATE', ...['a', 'b', 'c', 'd'].map(inserted), 'COMMIT']);
+    wire.length = 0;
+    await db.transaction(() => Promise.all(['e', 'f', 'g'].map((tag) => insertItem(db, tag))));
+    expect(wire).toHaveLength(3 + 2);
+    wire.length = 0;
+    await insertItem(db, 'autocommit');
+    expect(wire).toEqual([inserted('autocommit')]);
+    wire.length = 0;
+    await db.transaction(() => db.query(sql`select count(*) as n from items`), { readOnly: true });
+    expect(wire).toEqual([
+      'BEGIN DEFERRED',
+      'PRAGMA query_only = ON',
+      'select count(*) as n from items',
+      'COMMIT',
+      'PRAGMA query_only = OFF',
+    ]);
+  });
+
+  it('a Database given by the caller in WAL mode gets readers too: a read-only transaction never waits for its writer', async () => {
+    const given = new BetterSqlite3(file);
+    given.pragma('journal_mode = WAL');
+    const { db } = createDb(given);
+    await itemsTable(db);
+    await insertItem(db, 'committed');
+    const writing = gate();
+    const finish = gate();
+    const writer = db.transaction(async () => {
+      await insertItem(db, 'uncommitted');
+      writing.open();
+      await finish.wait;
+    });
+    await writing.wait;
+    // Were it queued behind the writer, this would wait for `finish`, which opens only after it.
+    const seen = await db.transaction(
+      () => db.query<{ tag: string }>(sql`select tag from items order by id`),
+      {
+        readOnly: true,
+      },
+    );
+    expect(seen.rows).toEqual([{ tag: 'committed' }]);
+    finish.open();
+    await writer;
+    expect(tags()).toEqual(['committed', 'uncommitted']);
   });
 
   it('isolation: serializable is the one level; any other is ERR_INVALID_OPTION at createDatabase or transaction time', async () => {

@@ -7,9 +7,9 @@ import mysql2, { type Pool, type RowDataPacket } from 'mysql2/promise';
 import { createDatabase, type Database, isRetryable, sql, TxScopeError } from 'txscope';
 import { type MysqlQueryResult, mysql } from 'txscope/mysql';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type FreshDatabase, freshMysqlDatabase } from './support/databases.js';
-import { instrument, type Probe, until } from './support/drivers.js';
-import { insertItem, itemsTable } from './support/schema.js';
+import { type FreshDatabase, freshMysqlDatabase } from '../support/databases.js';
+import { instrument, type Probe, until } from '../support/drivers.js';
+import { insertItem, itemsTable } from '../support/schema.js';
 
 function gate(): { open: () => void; wait: Promise<void> } {
   let open!: () => void;

@@ -11,7 +11,7 @@ interface Entry {
   body: string[];
 }
 
-const catalogPath = fileURLToPath(new URL('../docs/errors.md', import.meta.url));
+const catalogPath = fileURLToPath(new URL('../../docs/errors.md', import.meta.url));
 const entries = parseCatalog(readCatalog(catalogPath));
 const declared = Object.values(ErrorCode) as string[];
 

@@ -7,11 +7,11 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { sql, Transactional, TxScopeError } from 'txscope';
 import { beforeAll, expect, it } from 'vitest';
-import type { makeService as MakeService } from './fixtures/decorators/service.js';
-import { forEachDriver } from './support/drivers.js';
-import { itemsTable } from './support/schema.js';
+import type { makeService as MakeService } from '../fixtures/decorators/service.js';
+import { forEachDriver } from '../support/drivers.js';
+import { itemsTable } from '../support/schema.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
+const root = fileURLToPath(new URL('../..', import.meta.url));
 const modes = ['tc39', 'legacy'] as const;
 const compiled = new Map<string, typeof MakeService>();
 
@@ -20,7 +20,7 @@ beforeAll(async () => {
     // A type error in either mode fails here, with tsc's output.
     execFileSync(`${root}node_modules/.bin/tsc`, ['-p', `test/fixtures/decorators/${mode}`], { cwd: root });
     const url = new URL(
-      `./fixtures/decorators/${mode}/out/test/fixtures/decorators/service.js`,
+      `../fixtures/decorators/${mode}/out/test/fixtures/decorators/service.js`,
       import.meta.url,
     );
     const module = (await import(url.href)) as { makeService: typeof MakeService };

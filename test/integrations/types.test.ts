@@ -12,9 +12,9 @@ import { createDrizzle } from 'txscope/drizzle';
 import { createKysely } from 'txscope/kysely';
 import { adapter } from 'txscope/prisma';
 import { describe, expectTypeOf, it } from 'vitest';
-import { mysqlSchema, pgSchema, sqliteSchema } from './support/clients/drizzle.js';
-import type { KyselyDB } from './support/clients/kysely.js';
-import { PrismaClient } from './support/clients/prisma/postgres/client.js';
+import { mysqlSchema, pgSchema, sqliteSchema } from '../support/clients/drizzle.js';
+import type { KyselyDB } from '../support/clients/kysely.js';
+import { PrismaClient } from '../support/clients/prisma/postgres/client.js';
 
 // Never called: the checks are the types of its statements.
 async function kyselyTypes(db: Database): Promise<void> {

@@ -4,8 +4,8 @@ import { createDatabase, type Driver, Propagation, sql, Transactional, TxScopeEr
 import { pg } from 'txscope/pg';
 import { pglite } from 'txscope/pglite';
 import { describe, expect, it } from 'vitest';
-import { forEachDriver } from './support/drivers.js';
-import { insertItem, itemsTable } from './support/schema.js';
+import { forEachDriver } from '../support/drivers.js';
+import { insertItem, itemsTable } from '../support/schema.js';
 
 const driver = (): Driver => pglite();
 
@@ -165,6 +165,65 @@ forEachDriver('core API', (env) => {
     await db.close();
     await expect(db.query(sql`select 1 as one`)).rejects.toMatchObject({ code: 'ERR_DATABASE_CLOSED' });
     await expect(db.transaction(async () => {})).rejects.toMatchObject({ code: 'ERR_DATABASE_CLOSED' });
+  });
+
+  it('db.bind: a callback called later, from outside, runs its statements in the captured transaction', async () => {
+    const { db, probe } = env.createDb();
+    await itemsTable(db);
+    probe.reset();
+    let later: (() => Promise<unknown>) | undefined;
+    const emitter = new EventTarget();
+    const result = db.transaction(async () => {
+      later = db.bind(() => insertItem(db, 'bound'));
+      // An emitter calls its listeners in its own context: bound, they still join the transaction.
+      const heard = new Promise<unknown>((resolve) => {
+        emitter.addEventListener(
+          'go',
+          db.bind(() => resolve(insertItem(db, 'heard'))),
+          { once: true },
+        );
+      });
+      await db.detached(async () => {
+        await (later as () => Promise<unknown>)();
+        emitter.dispatchEvent(new Event('go'));
+      });
+      await heard;
+      if (env.capabilities.observerIsolated) expect(await env.observe('select tag from items')).toEqual([]);
+    });
+    await result;
+    expect(probe.acquires).toBe(1);
+    const rows = await env.observe<{ tag: string }>('select tag from items order by id');
+    expect(rows.map((r) => r.tag)).toEqual(['bound', 'heard']);
+    // Called after the transaction ended, it never runs in autocommit.
+    await expect((later as () => Promise<unknown>)()).rejects.toMatchObject({
+      code: 'ERR_TRANSACTION_CLOSED',
+    });
+  });
+
+  it('the database object carries the public API only: no internals are reachable on it', () => {
+    const { db } = env.createDb();
+    const publicNames = [
+      'name',
+      'dialect',
+      'query',
+      'transaction',
+      'transactional',
+      'scope',
+      'connection',
+      'detached',
+      'bind',
+      'beforeCommit',
+      'afterCommit',
+      'afterRollback',
+      'afterCompletion',
+      'current',
+      'stats',
+      'close',
+    ];
+    expect(Object.keys(db)).toEqual([]);
+    const prototype = Object.getPrototypeOf(db) as object;
+    const names = Object.getOwnPropertyNames(prototype).filter((name) => name !== 'constructor');
+    expect(names.sort()).toEqual([...publicNames].sort());
   });
 
   it('db.query refuses values next to an sql`` statement', async () => {

@@ -3,9 +3,9 @@ import { asc, eq, sql } from 'drizzle-orm';
 import type { Database } from 'txscope';
 import { createDrizzle } from 'txscope/drizzle';
 import { expect, it } from 'vitest';
-import { drizzleCase, drizzleFor, mysqlSchema, pgSchema, sqliteSchema } from './support/clients/drizzle.js';
-import { prepareSchema } from './support/clients/index.js';
-import { integrationSuite } from './support/clients/suite.js';
+import { drizzleCase, drizzleFor, mysqlSchema, pgSchema, sqliteSchema } from '../support/clients/drizzle.js';
+import { prepareSchema } from '../support/clients/index.js';
+import { integrationSuite } from '../support/clients/suite.js';
 
 /** The dialect's tables, typed as Postgres ones: the three share column names and query shapes. */
 function tablesFor(db: Database): typeof pgSchema {

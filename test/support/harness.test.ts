@@ -1,7 +1,7 @@
 import mysql, { type RowDataPacket } from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type FreshDatabase, freshMysqlDatabase, freshPgDatabase, redactUrl } from './support/databases.js';
+import { type FreshDatabase, freshMysqlDatabase, freshPgDatabase, redactUrl } from './databases.js';
 
 // Proves the test infrastructure itself, so a failure elsewhere is about txscope, not the setup.
 

@@ -2,9 +2,9 @@
 import { CamelCasePlugin, sql } from 'kysely';
 import { createKysely } from 'txscope/kysely';
 import { expect, it } from 'vitest';
-import { prepareSchema } from './support/clients/index.js';
-import { type KyselyDB, kyselyCase } from './support/clients/kysely.js';
-import { integrationSuite } from './support/clients/suite.js';
+import { prepareSchema } from '../support/clients/index.js';
+import { type KyselyDB, kyselyCase } from '../support/clients/kysely.js';
+import { integrationSuite } from '../support/clients/suite.js';
 
 integrationSuite(kyselyCase, (env) => {
   const users = async () =>

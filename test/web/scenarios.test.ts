@@ -20,17 +20,17 @@ import { middleware as koaMiddleware } from 'txscope/koa';
 import { TXSCOPE_DATABASE, TxScopeModule } from 'txscope/nestjs';
 import { pg } from 'txscope/pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { startExpress } from './support/apps/express.js';
-import { startExpress4 } from './support/apps/express4.js';
-import { startFastify } from './support/apps/fastify.js';
-import { startHono } from './support/apps/hono.js';
-import { startKoa } from './support/apps/koa.js';
-import { listen, running } from './support/apps/listen.js';
-import { compileNestFixture, startNest } from './support/apps/nestjs.js';
-import { startNodeHttp } from './support/apps/node-http.js';
-import { gates, type Mine, outcomes, type RunningApp, useDatabase } from './support/apps/service.js';
-import { type FreshDatabase, freshPgDatabase } from './support/databases.js';
-import { instrument, type Probe, until } from './support/drivers.js';
+import { startExpress } from '../support/apps/express.js';
+import { startExpress4 } from '../support/apps/express4.js';
+import { startFastify } from '../support/apps/fastify.js';
+import { startHono } from '../support/apps/hono.js';
+import { startKoa } from '../support/apps/koa.js';
+import { listen, running } from '../support/apps/listen.js';
+import { compileNestFixture, startNest } from '../support/apps/nestjs.js';
+import { startNodeHttp } from '../support/apps/node-http.js';
+import { gates, type Mine, outcomes, type RunningApp, useDatabase } from '../support/apps/service.js';
+import { type FreshDatabase, freshPgDatabase } from '../support/databases.js';
+import { instrument, type Probe, until } from '../support/drivers.js';
 
 const frameworks: [string, (db: Database) => Promise<RunningApp>][] = [
   ['express5', startExpress],
@@ -442,11 +442,11 @@ describe('adapter details', () => {
   });
 
   it("the README's web framework recipes are exactly the ones the type check compiles", () => {
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const start = readme.indexOf('\n## Web frameworks\n');
     const docs = readme.slice(start, readme.indexOf('\n## ', start + 1));
     const blocks = [...docs.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
-    const dir = new URL('./fixtures/recipes/', import.meta.url);
+    const dir = new URL('../fixtures/recipes/', import.meta.url);
     const recipes = readdirSync(dir)
       .filter((file) => file.endsWith('.ts'))
       .map((file) =>
