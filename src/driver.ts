@@ -67,6 +67,13 @@ export interface Dialect {
   committed(result: DriverResult): boolean;
 }
 
+/** The BEGIN a transaction's first statement carries (`DriverConnection.queryAfterBegin`). */
+export interface BeginRequest {
+  readonly statements: readonly string[];
+  /** BEGIN succeeded; called before the statement's own outcome is known. */
+  began(): void;
+}
+
 /**
  * One checked-out connection. The core sends it one statement at a time, in issue order, and
  * never another before the previous one has settled.
@@ -74,19 +81,14 @@ export interface Dialect {
 export interface DriverConnection {
   query(text: string, values: readonly unknown[]): Promise<DriverResult>;
   /**
-   * Optional: sends a transaction's `begin` statements and its first statement in one network
-   * write, the statement running only if every `begin` statement succeeded (PostgreSQL: all of them
-   * behind one Sync), so that a transaction of k statements takes k + 1 round trips. Calls `begun`
-   * once the `begin` statements have succeeded, before the statement's own outcome is known: a
-   * rejection without that call means BEGIN failed and the statement never ran. Without this
-   * method, the core sends BEGIN and waits for it before the statement.
+   * Optional: sends a transaction's BEGIN statements (`begin.statements`) and its first statement
+   * in one network write, the statement running only if every BEGIN statement succeeded
+   * (PostgreSQL: all of them behind one Sync), so that a transaction of k statements takes k + 1
+   * round trips. Calls `begin.began()` once BEGIN has succeeded, before the statement's own
+   * outcome is known: a rejection without that call means BEGIN failed and the statement never
+   * ran. Without this method, the core sends BEGIN and waits for it before the statement.
    */
-  queryAfterBegin?(
-    begin: readonly string[],
-    text: string,
-    values: readonly unknown[],
-    begun: () => void,
-  ): Promise<DriverResult>;
+  queryAfterBegin?(text: string, values: readonly unknown[], begin: BeginRequest): Promise<DriverResult>;
   /** The driver's own view of the connection's transaction state. */
   status(): ConnectionStatus;
   /** Cancels the statement running on this connection, if any (server-side cancel). */

@@ -18,6 +18,7 @@ export type {
 } from './diagnostics.js';
 export type {
   AcquireIntent,
+  BeginRequest,
   ConnectionStatus,
   Dialect,
   DialectName,

@@ -210,23 +210,29 @@ export function checkDatabaseOptions(options: unknown): DatabaseOptions {
   return options as DatabaseOptions;
 }
 
+/** Which numeric options of a driver factory to check. */
+export interface PoolNumberKeys {
+  /** Each a finite number >= 0 when given. */
+  readonly numbers: readonly string[];
+  /** Pool sizes: >= 1 as well; default `['max']`. */
+  readonly sizes?: readonly string[];
+}
+
 /**
- * Checks numeric pool options of a driver factory (`pg.max`, `mysql.acquireTimeoutMillis`, …):
- * each a finite number >= 0, and the pool size keys >= 1.
+ * Checks numeric pool options of a driver factory (`pg.max`, `mysql.acquireTimeoutMillis`, …).
  */
 export function checkPoolNumbers(
   driver: string,
   config: Record<string, unknown>,
-  keys: readonly string[],
-  sizeKeys: readonly string[] = ['max'],
+  keys: PoolNumberKeys,
 ): void {
-  for (const key of keys) {
+  for (const key of keys.numbers) {
     const value = config[key];
     if (value !== undefined && !(typeof value === 'number' && Number.isFinite(value) && value >= 0)) {
       throw errors.invalidOption(`${driver}.${key}`, 'a number >= 0', value);
     }
   }
-  for (const key of sizeKeys) {
+  for (const key of keys.sizes ?? ['max']) {
     const value = config[key];
     if (typeof value === 'number' && value < 1) throw errors.invalidOption(`${driver}.${key}`, '>= 1', value);
   }

@@ -4,7 +4,14 @@
  */
 import type { DriverConnection, DriverResult } from '../driver.js';
 import type { Lease } from './lease.js';
-import { runAfterBegin, runStatement, type StatementKind, type StatementOwner } from './runner.js';
+import {
+  runAfterBegin,
+  runStatement,
+  type Statement,
+  type StatementConnection,
+  type StatementOwner,
+  withoutTurns,
+} from './runner.js';
 
 /** What sending BEGIN needs of its transaction. */
 export interface BeginningTransaction extends StatementOwner {
@@ -19,11 +26,10 @@ export interface BeginningTransaction extends StatementOwner {
   beginFailed(error: unknown): unknown;
 }
 
-/** The statement that carries BEGIN: the caller's own, or a SAVEPOINT. */
-export interface FirstStatement {
-  readonly text: string;
-  readonly values: readonly unknown[];
-  readonly kind: StatementKind;
+/** The statement that carries BEGIN (the caller's own, or a SAVEPOINT), and how often it was re-sent. */
+export interface FirstStatement extends Statement {
+  /** Dead pooled connections swapped for fresh ones so far. */
+  readonly replaced?: number;
 }
 
 const noValues: readonly unknown[] = Object.freeze([]);
@@ -36,39 +42,40 @@ export function sendBegin(
   tx: BeginningTransaction,
   connection: DriverConnection,
   first: FirstStatement,
-  replaced = 0,
 ): Promise<DriverResult> {
   const refused = tx.refusal();
   if (refused !== null) return Promise.reject(refused);
-  let begun = false;
-  const onBegun = (): void => {
-    begun = true;
-    tx.began();
+  const replaced = first.replaced ?? 0;
+  const beginFailed = (error: unknown): Promise<DriverResult> => {
+    if (!tx.mayReplaceConnection(error, replaced)) return Promise.reject(tx.beginFailed(error));
+    return tx.lease.replace().then(
+      (fresh) => sendBegin(tx, fresh, { ...first, replaced: replaced + 1 }),
+      // No fresh connection either (the server is gone): the transaction fails as BEGIN's would.
+      (lost: unknown) => Promise.reject(tx.beginFailed(lost)),
+    );
   };
-  const statement = { connection, text: first.text, values: first.values, kind: first.kind, lease: null };
-  const begin = tx.beginStatements();
-  const sent =
-    connection.queryAfterBegin !== undefined
-      ? runAfterBegin(tx, statement, begin, onBegun)
-      : beginThenSend(tx, connection, begin, onBegun).then(() => runStatement(tx, statement));
-  return sent.catch((error: unknown) => {
-    // After BEGIN, the error is the statement's, already mapped as any statement's.
-    if (begun) throw error;
-    if (tx.mayReplaceConnection(error, replaced)) {
-      return tx.lease.replace().then((fresh) => sendBegin(tx, fresh, first, replaced + 1));
-    }
-    throw tx.beginFailed(error);
-  });
+  const statements = tx.beginStatements();
+  if (connection.queryAfterBegin !== undefined) {
+    return runAfterBegin(tx, first, { connection, statements, began: () => tx.began(), beginFailed });
+  }
+  const on = withoutTurns(connection);
+  return beginOn(tx, on, statements).then(() => {
+    tx.began();
+    return runStatement(tx, first, on);
+  }, beginFailed);
 }
 
-async function beginThenSend(
+/** The BEGIN statements one after another (MySQL sends SET TRANSACTION first). */
+function beginOn(
   tx: BeginningTransaction,
-  connection: DriverConnection,
+  on: StatementConnection,
   begin: readonly string[],
-  onBegun: () => void,
-): Promise<void> {
-  for (const text of begin) {
-    await runStatement(tx, { connection, text, values: noValues, kind: 'begin', lease: null });
+): Promise<unknown> {
+  const send = (text: string) => runStatement(tx, { text, values: noValues, kind: 'begin' }, on);
+  let sent = send(begin[0] as string);
+  for (let i = 1; i < begin.length; i++) {
+    const text = begin[i] as string;
+    sent = sent.then(() => send(text));
   }
-  onBegun();
+  return sent;
 }

@@ -20,7 +20,6 @@ import { Transaction } from './transaction.js';
 /** One entry into a boundary, as its parts need it. */
 interface Entry<T> {
   readonly engine: Engine;
-  readonly owner: object;
   readonly fn: () => T | Promise<T>;
   readonly options: Readonly<TransactionOptions>;
   readonly binding: Binding | undefined;
@@ -43,7 +42,6 @@ function invoke<T>(fn: () => T | Promise<T>): Promise<T> {
  */
 export function enterBoundary<T>(
   engine: Engine,
-  owner: object,
   fn: () => T | Promise<T>,
   options: Readonly<TransactionOptions>,
 ): Promise<T> {
@@ -51,7 +49,7 @@ export function enterBoundary<T>(
     return Promise.reject(errors.invalidOption('db.transaction fn', 'a function', fn));
   const closed = engine.closedError();
   if (closed !== null) return Promise.reject(closed);
-  const b = lookup(owner);
+  const b = lookup(engine);
   const session = b?.session ?? null;
   const rejection = session?.rejection() ?? null;
   if (rejection !== null) return Promise.reject(rejection);
@@ -63,7 +61,7 @@ export function enterBoundary<T>(
     return Promise.reject(unsupportedIsolation(engine, isolation));
   }
   const propagation: Propagation = options.propagation ?? engine.defaults?.propagation ?? 'required';
-  const entry: Entry<T> = { engine, owner, fn, options, binding: b, session, held: b?.held ?? noLeases };
+  const entry: Entry<T> = { engine, fn, options, binding: b, session, held: b?.held ?? noLeases };
 
   if (current === null) {
     switch (propagation) {
@@ -81,7 +79,7 @@ export function enterBoundary<T>(
     case 'never':
       return Promise.reject(errors.neverInsideTransaction());
     case 'not_supported': {
-      const suspended = bind(owner, b, {
+      const suspended = bind(engine, b, {
         session,
         frame: null,
         pin: null,
@@ -108,13 +106,11 @@ function runInner<T>(entry: Entry<T>, current: TransactionFrame, nested: boolean
   const incompatible = compatibility(current, options);
   if (incompatible !== null) return Promise.reject(incompatible);
   const tx = current.transaction;
-  const frame = new TransactionFrame(
-    tx,
-    current,
-    nested ? 'savepoint' : 'joined',
-    options.readOnly ?? current.readOnly,
-  );
-  const binding = bind(entry.owner, entry.binding, {
+  const frame = new TransactionFrame(tx, current, {
+    kind: nested ? 'savepoint' : 'joined',
+    readOnly: options.readOnly ?? current.readOnly,
+  });
+  const binding = bind(entry.engine, entry.binding, {
     session: entry.session,
     frame,
     pin: entry.binding?.pin ?? null,
@@ -157,7 +153,7 @@ async function runAttempts<T>(entry: Entry<T>, retry: RetryOptions): Promise<T> 
     try {
       return await runAttempt(entry, attempt);
     } catch (error) {
-      if (!willRetry(entry.engine, retry, attempt, error)) throw error;
+      if (!retries(entry.engine, retry, attempt)(error)) throw error;
       await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, retry)));
       const rejection = entry.session?.rejection() ?? null;
       if (rejection !== null) throw rejection;
@@ -165,10 +161,15 @@ async function runAttempts<T>(entry: Entry<T>, retry: RetryOptions): Promise<T> 
   }
 }
 
-/** Only errors the driver calls retryable are retried: never ERR_COMMIT_UNKNOWN or a lost connection. */
-function willRetry(engine: Engine, retry: RetryOptions, attempt: number, error: unknown): boolean {
-  if (attempt >= retry.attempts || error instanceof TxScopeError) return false;
-  return engine.driver.classify(error) === 'retryable';
+/**
+ * Whether attempt `attempt` is followed by another when it fails with an error. Only errors the
+ * driver calls retryable are retried: never ERR_COMMIT_UNKNOWN or a lost connection.
+ */
+function retries(engine: Engine, retry: RetryOptions, attempt: number): (error: unknown) => boolean {
+  return (error) =>
+    attempt < retry.attempts &&
+    !(error instanceof TxScopeError) &&
+    engine.driver.classify(error) === 'retryable';
 }
 
 function runAttempt<T>(entry: Entry<T>, attempt: number): Promise<T> {
@@ -206,8 +207,8 @@ function runTransaction<T>(entry: Entry<T>, lease: Lease, attempt: number): Prom
     timeoutMs: options.timeoutMs,
   });
   const retry = options.retry;
-  if (retry !== undefined) tx.willRetry = (error) => willRetry(engine, retry, attempt, error);
-  const binding = bind(entry.owner, entry.binding, {
+  if (retry !== undefined) tx.willRetry = retries(engine, retry, attempt);
+  const binding = bind(entry.engine, entry.binding, {
     session,
     frame: tx.root,
     pin: entry.binding?.pin ?? null,

@@ -1,5 +1,6 @@
 /** The package's one AsyncLocalStorage, and what each database keeps in it. */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Engine } from './engine.js';
 import type { TransactionFrame } from './frame.js';
 import type { Pin } from './pin.js';
 import type { HeldConnection } from './pool.js';
@@ -10,7 +11,8 @@ import type { Session } from './scope.js';
  * through `parent`, so one AsyncLocalStorage serves them all.
  */
 export interface Binding {
-  readonly owner: object;
+  /** The database this binding belongs to (its engine). */
+  readonly owner: Engine;
   readonly session: Session | null;
   /** The transaction frame statements join; null means autocommit. */
   readonly frame: TransactionFrame | null;
@@ -32,14 +34,14 @@ export const storage = new AsyncLocalStorage<Binding>();
 export const noLeases: readonly HeldConnection[] = Object.freeze([]);
 
 /** The current binding of `owner`, if any. */
-export function lookup(owner: object): Binding | undefined {
+export function lookup(owner: Engine): Binding | undefined {
   let b = storage.getStore();
   while (b !== undefined && b.owner !== owner) b = b.parent;
   return b;
 }
 
 /** A child binding for `owner`, linked above whatever other databases have bound. */
-export function bind(owner: object, current: Binding | undefined, fields: BindingFields): Binding {
+export function bind(owner: Engine, current: Binding | undefined, fields: BindingFields): Binding {
   const top = storage.getStore();
   return {
     owner,

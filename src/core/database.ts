@@ -172,7 +172,7 @@ class TxScopeDatabase implements Database {
 
   constructor(engine: Engine, isDefault: boolean) {
     this.#engine = engine;
-    this.#boundary = (fn, options) => enterBoundary(engine, this, fn, options);
+    this.#boundary = (fn, options) => enterBoundary(engine, fn, options);
     claimDefault(this.#boundary, isDefault);
   }
 
@@ -211,7 +211,9 @@ class TxScopeDatabase implements Database {
         errors.invalidOption('db.query statement', 'an sql`` statement or a string', statement),
       );
     }
-    return routeStatement(this.#engine, this, text, params) as Promise<QueryResult<Row>>;
+    return routeStatement(this.#engine, { text, values: params, kind: 'statement' }) as Promise<
+      QueryResult<Row>
+    >;
   }
 
   transaction<T>(fn: () => T | Promise<T>, options?: TransactionOptions): Promise<T> {
@@ -221,7 +223,7 @@ class TxScopeDatabase implements Database {
     } catch (error) {
       return Promise.reject(error);
     }
-    return enterBoundary(this.#engine, this, fn, checked);
+    return enterBoundary(this.#engine, fn, checked);
   }
 
   transactional(options?: TransactionOptions): TransactionalDecorator {
@@ -235,15 +237,15 @@ class TxScopeDatabase implements Database {
   }
 
   scope<T>(fn: () => T | Promise<T>, options?: ScopeOptions): Promise<T> {
-    return runScope(this.#engine, this, fn, options);
+    return runScope(this.#engine, fn, options);
   }
 
   connection<T>(fn: () => T | Promise<T>): Promise<T> {
-    return runPinned(this.#engine, this, fn);
+    return runPinned(this.#engine, fn);
   }
 
   detached<T>(fn: () => T): T {
-    const binding = bind(this, lookup(this), {
+    const binding = bind(this.#engine, lookup(this.#engine), {
       session: null,
       frame: null,
       pin: null,
@@ -260,23 +262,23 @@ class TxScopeDatabase implements Database {
   }
 
   beforeCommit(cb: () => unknown): void {
-    registerHook(this.#engine, this, 'beforeCommit', cb);
+    registerHook(this.#engine, 'beforeCommit', cb);
   }
 
   afterCommit(cb: () => unknown): void {
-    registerHook(this.#engine, this, 'afterCommit', cb);
+    registerHook(this.#engine, 'afterCommit', cb);
   }
 
   afterRollback(cb: () => unknown): void {
-    registerHook(this.#engine, this, 'afterRollback', cb);
+    registerHook(this.#engine, 'afterRollback', cb);
   }
 
   afterCompletion(cb: (status: CompletionStatus) => unknown): void {
-    registerHook(this.#engine, this, 'afterCompletion', cb);
+    registerHook(this.#engine, 'afterCompletion', cb);
   }
 
   get current(): CurrentState {
-    const b = lookup(this);
+    const b = lookup(this.#engine);
     const frame = b?.frame && !b.frame.isClosed ? b.frame : null;
     const scope = b?.session?.isOpen ? b.session : null;
     return {

@@ -4,7 +4,7 @@
  * functions over it, each in its own module.
  */
 import { channels, type ErrorEvent, publish } from '../diagnostics.js';
-import type { Dialect, Driver, DriverConnection, ErrorKind, IsolationLevel } from '../driver.js';
+import type { Dialect, Driver, ErrorKind, IsolationLevel } from '../driver.js';
 import { errors, TxScopeError } from '../errors.js';
 import {
   checkMilliseconds,
@@ -14,6 +14,7 @@ import {
   type TransactionOptions,
 } from '../options.js';
 import { Pool } from './pool.js';
+import { type StatementConnection, withoutTurns } from './runner.js';
 
 /** Counters of `db.stats()` that are not the pool's. */
 export interface ActivityCounts {
@@ -39,7 +40,7 @@ export class Engine {
    * The driver's one-call `query` (take, run, give back), in the shape of a connection for the
    * statement runner; null when the driver has none.
    */
-  readonly pooledConnection: DriverConnection | null;
+  readonly pooledConnection: StatementConnection | null;
   readonly activity: ActivityCounts = {
     statements: 0,
     transactions: 0,
@@ -66,11 +67,11 @@ export class Engine {
     this.pooledConnection =
       query === undefined
         ? null
-        : {
+        : withoutTurns({
             query: (text, values) => query.call(driver, text, values),
             status: () => 'idle',
             cancel: async () => {},
-          };
+          });
   }
 
   get closed(): boolean {
@@ -107,6 +108,15 @@ export class Engine {
 
   isConnectionLost(error: unknown): boolean {
     return this.classify(error) === 'connection_lost';
+  }
+
+  /** Runs a hook callback; its error is reported (`txscope:error`), never thrown at the caller. */
+  async runCallback(cb: () => unknown, at: { source: string; transactionId: number | null }): Promise<void> {
+    try {
+      await cb();
+    } catch (error) {
+      this.report(at.source, error, at.transactionId);
+    }
   }
 
   /** Reports an error nobody can be handed (`txscope:error`): a failing callback, a failed rollback. */

@@ -27,13 +27,18 @@ export class TransactionFrame {
   callbacks: Callbacks | null = null;
   #children: Turns | null = null;
 
+  readonly kind: FrameKind;
+  /** Read-only by its own option, or by the frame it is inside. */
+  readonly readOnly: boolean;
+
   constructor(
     readonly transaction: Transaction,
     readonly parent: TransactionFrame | null,
-    readonly kind: FrameKind,
-    readonly readOnly: boolean,
+    spec: { readonly kind: FrameKind; readonly readOnly: boolean },
   ) {
-    this.unit = kind === 'joined' && parent !== null ? parent.unit : this;
+    this.kind = spec.kind;
+    this.readOnly = spec.readOnly;
+    this.unit = spec.kind === 'joined' && parent !== null ? parent.unit : this;
     this.depth = parent === null ? 1 : parent.depth + 1;
   }
 

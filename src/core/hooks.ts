@@ -27,6 +27,20 @@ export class Callbacks {
     else this[kind].push(cb as Callback);
   }
 
+  /**
+   * Runs the after-completion callbacks of an ended transaction, awaited one after another; each
+   * one's error is reported on `txscope:error` and stops neither the rest nor the caller.
+   */
+  async runAfterCompletion(engine: Engine, status: CompletionStatus, transactionId: number): Promise<void> {
+    const source = status === 'committed' ? 'afterCommit' : 'afterRollback';
+    for (const cb of status === 'committed' ? this.afterCommit : this.afterRollback) {
+      await engine.runCallback(cb, { source, transactionId });
+    }
+    for (const cb of this.afterCompletion) {
+      await engine.runCallback(() => cb(status), { source: 'afterCompletion', transactionId });
+    }
+  }
+
   /** A released savepoint's hooks become its parent's. */
   moveTo(target: Callbacks): void {
     target.beforeCommit.push(...this.beforeCommit);
@@ -36,63 +50,26 @@ export class Callbacks {
   }
 }
 
-/**
- * Runs the after-completion callbacks of an ended transaction, awaited one after another; each
- * one's error is reported on `txscope:error` and stops neither the rest nor the caller.
- */
-export async function runAfterCompletion(
-  engine: Engine,
-  callbacks: Callbacks,
-  status: CompletionStatus,
-  transactionId: number,
-): Promise<void> {
-  const source = status === 'committed' ? 'afterCommit' : 'afterRollback';
-  for (const cb of status === 'committed' ? callbacks.afterCommit : callbacks.afterRollback) {
-    await invoke(engine, source, cb, transactionId);
-  }
-  for (const cb of callbacks.afterCompletion) {
-    await invoke(engine, 'afterCompletion', () => cb(status), transactionId);
-  }
-}
-
-async function invoke(
-  engine: Engine,
-  source: string,
-  cb: Callback,
-  transactionId: number | null,
-): Promise<void> {
-  try {
-    await cb();
-  } catch (error) {
-    engine.report(source, error, transactionId);
-  }
-}
-
 function checkCallback(cb: unknown, hook: CallbackKind): void {
   if (typeof cb !== 'function') throw errors.invalidOption(`db.${hook} callback`, 'a function', cb);
 }
 
 /** The open frame a hook registers in, or null outside any transaction. */
-function openFrame(owner: object, hook: CallbackKind): TransactionFrame | null {
-  const frame = lookup(owner)?.frame ?? null;
+function openFrame(engine: Engine, hook: CallbackKind): TransactionFrame | null {
+  const frame = lookup(engine)?.frame ?? null;
   if (frame === null) return null;
   if (frame.isClosed) throw errors.hookAfterTransactionEnded(hook);
   return frame;
 }
 
 /**
- * Registers a hook for the current transaction of `owner`'s database. Outside a transaction,
+ * Registers a hook for the current transaction of `engine`'s database. Outside a transaction,
  * `beforeCommit` throws `ERR_NO_TRANSACTION`, `afterRollback` never runs, and `afterCommit` and
  * `afterCompletion('committed')` run at once.
  */
-export function registerHook(
-  engine: Engine,
-  owner: object,
-  hook: CallbackKind,
-  cb: Callback | CompletionCallback,
-): void {
+export function registerHook(engine: Engine, hook: CallbackKind, cb: Callback | CompletionCallback): void {
   checkCallback(cb, hook);
-  const frame = openFrame(owner, hook);
+  const frame = openFrame(engine, hook);
   if (frame !== null) {
     frame.addCallback(hook as 'afterCompletion', cb as CompletionCallback);
     return;
@@ -101,10 +78,13 @@ export function registerHook(
     case 'beforeCommit':
       throw errors.beforeCommitWithoutTransaction();
     case 'afterCommit':
-      void invoke(engine, hook, cb as Callback, null);
+      void engine.runCallback(cb as Callback, { source: hook, transactionId: null });
       return;
     case 'afterCompletion':
-      void invoke(engine, hook, () => (cb as CompletionCallback)('committed'), null);
+      void engine.runCallback(() => (cb as CompletionCallback)('committed'), {
+        source: hook,
+        transactionId: null,
+      });
       return;
     case 'afterRollback':
       return;

@@ -4,10 +4,16 @@
  * connection without one.
  */
 import type { DriverConnection, DriverResult } from '../driver.js';
-import type { TxScopeError } from '../errors.js';
+import { errors, type TxScopeError } from '../errors.js';
 import type { Engine } from './engine.js';
 import type { AcquireRequest, HeldConnection } from './pool.js';
-import { runStatement, type StatementKind, type StatementOwner } from './runner.js';
+import {
+  runStatement,
+  type Statement,
+  type StatementConnection,
+  type StatementOwner,
+  withoutTurns,
+} from './runner.js';
 
 /** Who holds a lease, and what a task that comes too late is told. */
 export interface LeaseOptions {
@@ -24,7 +30,7 @@ export type AcquireFailure = (error: unknown) => unknown;
 type LeaseState =
   | { readonly kind: 'unused' }
   | { readonly kind: 'acquiring' }
-  | { readonly kind: 'held'; readonly connection: DriverConnection; readonly acquiredAt: number }
+  | { readonly kind: 'held'; readonly connection: DriverConnection }
   | { readonly kind: 'released' };
 
 const noop = (): void => {};
@@ -32,7 +38,7 @@ const unused: LeaseState = Object.freeze({ kind: 'unused' });
 const acquiring: LeaseState = Object.freeze({ kind: 'acquiring' });
 const settledPromise: Promise<unknown> = Promise.resolve();
 
-export class Lease implements AcquireRequest, HeldConnection {
+export class Lease implements AcquireRequest, HeldConnection, StatementConnection {
   #state: LeaseState = unused;
   /** Tasks issued and not yet settled. */
   #inFlight = 0;
@@ -42,6 +48,8 @@ export class Lease implements AcquireRequest, HeldConnection {
   lost: unknown = undefined;
   /** Set for read-only transactions: the driver may serve them from a reader. */
   readOnly = false;
+  /** When the connection was taken (performance.now()), read by the release event; 0 untimed. */
+  acquiredAt = 0;
   transactionId: number | null = null;
 
   readonly engine: Engine;
@@ -70,19 +78,21 @@ export class Lease implements AcquireRequest, HeldConnection {
     return this.#state.kind === 'acquiring' || this.#state.kind === 'held';
   }
 
-  /** The connection, once taken and until given back. */
-  get connection(): DriverConnection | null {
+  /** The connection a statement sent now runs on (only asked while one is held). */
+  get connection(): DriverConnection {
+    const state = this.#state;
+    if (state.kind !== 'held') throw errors.transactionClosed();
+    return state.connection;
+  }
+
+  /** The connection if one is held. */
+  get heldConnection(): DriverConnection | null {
     return this.#state.kind === 'held' ? this.#state.connection : null;
   }
 
   /** True while a task is in flight (or waiting for its turn). */
   get busy(): boolean {
     return this.#inFlight > 0;
-  }
-
-  /** The connection when nothing is in flight on it: a task issued now runs at once. */
-  get idleConnection(): DriverConnection | null {
-    return this.#inFlight === 0 ? this.connection : null;
   }
 
   /** Marks the end of a task issued with {@link send}: the runner calls it as the statement settles. */
@@ -94,24 +104,18 @@ export class Lease implements AcquireRequest, HeldConnection {
    * Sends one statement for `owner` after everything issued before it. When nothing is ahead of
    * it (the usual case) it goes to the driver at once, with no bookkeeping promise of its own.
    */
-  send(
-    owner: StatementOwner,
-    text: string,
-    values: readonly unknown[],
-    kind: StatementKind,
-  ): Promise<DriverResult> {
-    const connection = this.idleConnection;
-    if (connection !== null) {
+  send(owner: StatementOwner, statement: Statement): Promise<DriverResult> {
+    if (this.#inFlight === 0 && this.#state.kind === 'held') {
       this.#inFlight++;
-      const sent = runStatement(owner, { connection, text, values, kind, lease: this });
+      const sent = runStatement(owner, statement, this);
       this.#last = sent;
       return sent;
     }
-    return this.run((c) => {
+    return this.run((connection) => {
       // Its turn came after the holder failed (a SAVEPOINT before it, a timeout): it is never sent.
       const refused = owner.refusal();
       if (refused !== null) return Promise.reject(refused);
-      return runStatement(owner, { connection: c, text, values, kind, lease: null });
+      return runStatement(owner, statement, withoutTurns(connection));
     });
   }
 
@@ -165,11 +169,11 @@ export class Lease implements AcquireRequest, HeldConnection {
   #hold(connection: DriverConnection): DriverConnection {
     if (this.#state.kind === 'released') {
       // The holder ended while the pool was still answering: the connection goes straight back.
-      void this.engine.pool.release(connection, false, this, 0);
+      void this.engine.pool.release(connection, this, false);
       throw this.#ended();
     }
-    const acquiredAt = this.engine.pool.timesHolds ? performance.now() : 0;
-    this.#state = { kind: 'held', connection, acquiredAt };
+    this.acquiredAt = this.engine.pool.timesHolds ? performance.now() : 0;
+    this.#state = { kind: 'held', connection };
     return connection;
   }
 
@@ -181,7 +185,7 @@ export class Lease implements AcquireRequest, HeldConnection {
     const state = this.#state;
     if (state.kind === 'held') {
       this.#state = unused;
-      await this.engine.pool.release(state.connection, true, this, state.acquiredAt);
+      await this.engine.pool.release(state.connection, this, true);
     }
     return this.#withConnection((connection) => Promise.resolve(connection), undefined);
   }
@@ -191,11 +195,6 @@ export class Lease implements AcquireRequest, HeldConnection {
     const state = this.#state;
     this.#state = { kind: 'released' };
     if (state.kind !== 'held') return undefined;
-    return this.engine.pool.release(
-      state.connection,
-      destroy || this.lost !== undefined,
-      this,
-      state.acquiredAt,
-    );
+    return this.engine.pool.release(state.connection, this, destroy || this.lost !== undefined);
   }
 }

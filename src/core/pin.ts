@@ -36,21 +36,19 @@ export class Pin implements StatementOwner {
   }
 
   /** Runs one autocommit statement on the pinned connection. */
-  query(text: string, values: readonly unknown[]): Promise<DriverResult> {
+  query(statement: Statement): Promise<DriverResult> {
     if (this.#closed) return Promise.reject(errors.pinClosed());
     // The pin never moves to another connection: the session state it was taken for is gone.
     if (this.lease.lost !== undefined) return Promise.reject(errors.connectionLost('pin', this.lease.lost));
     if (this.turns.busy) {
       // A transaction holds the pinned connection: the statement waits for it to end.
       return this.turns.take().then((release) => {
-        const sent = this.#closed
-          ? Promise.reject(errors.pinClosed())
-          : this.lease.send(this, text, values, 'statement');
+        const sent = this.#closed ? Promise.reject(errors.pinClosed()) : this.lease.send(this, statement);
         sent.then(release, release);
         return sent;
       });
     }
-    return this.lease.send(this, text, values, 'statement');
+    return this.lease.send(this, statement);
   }
 
   refusal(): Error | null {
@@ -79,10 +77,10 @@ export class Pin implements StatementOwner {
 }
 
 /** `db.connection(fn)`. Inside a transaction or a pin, statements already share one connection. */
-export async function runPinned<T>(engine: Engine, owner: object, fn: () => T | Promise<T>): Promise<T> {
+export async function runPinned<T>(engine: Engine, fn: () => T | Promise<T>): Promise<T> {
   const closed = engine.closedError();
   if (closed !== null) throw closed;
-  const b = lookup(owner);
+  const b = lookup(engine);
   const session = b?.session ?? null;
   const rejection = session?.rejection() ?? null;
   if (rejection !== null) throw rejection;
@@ -90,7 +88,7 @@ export async function runPinned<T>(engine: Engine, owner: object, fn: () => T | 
   const held = b?.held ?? noLeases;
   const pin = new Pin(engine, session, held);
   session?.pinned(pin);
-  const binding = bind(owner, b, { session, frame: null, pin, held, detached: false });
+  const binding = bind(engine, b, { session, frame: null, pin, held, detached: false });
   try {
     return await runIn(binding, fn);
   } finally {

@@ -14,6 +14,8 @@ export interface Holder {
   readonly transactionId: number | null;
   /** Where the holder began, for leak reports; empty unless leak detection is on. */
   readonly stack: string;
+  /** When it took its connection (performance.now()), for the release event; 0 when untimed. */
+  readonly acquiredAt: number;
 }
 
 /** Anything up the async chain that may hold a connection while a new one is asked for. */
@@ -132,29 +134,20 @@ export class Pool {
    * rolled back first when a transaction is still open on it, destroyed when that fails or
    * `destroy` says so. Synchronous unless a rollback is needed.
    */
-  release(
-    connection: DriverConnection,
-    destroy: boolean,
-    holder: Holder,
-    acquiredAt: number,
-  ): undefined | Promise<void> {
+  release(connection: DriverConnection, holder: Holder, destroy: boolean): undefined | Promise<void> {
     this.#unwatchLeak(connection);
     if (!destroy) {
       const status = connection.status();
       if (status === 'closed') destroy = true;
       else if (status === 'in_transaction' || status === 'failed') {
-        return this.#rollbackThenRelease(connection, holder, acquiredAt);
+        return this.#rollbackThenRelease(connection, holder);
       }
     }
-    this.#giveBack(connection, destroy, holder, acquiredAt);
+    this.#giveBack(connection, holder, destroy);
     return undefined;
   }
 
-  async #rollbackThenRelease(
-    connection: DriverConnection,
-    holder: Holder,
-    acquiredAt: number,
-  ): Promise<void> {
+  async #rollbackThenRelease(connection: DriverConnection, holder: Holder): Promise<void> {
     let destroy: boolean;
     try {
       await connection.query(this.engine.dialect.rollback, []);
@@ -164,10 +157,10 @@ export class Pool {
       this.engine.report('release', error, holder.transactionId);
       destroy = true;
     }
-    this.#giveBack(connection, destroy, holder, acquiredAt);
+    this.#giveBack(connection, holder, destroy);
   }
 
-  #giveBack(connection: DriverConnection, destroy: boolean, holder: Holder, acquiredAt: number): void {
+  #giveBack(connection: DriverConnection, holder: Holder, destroy: boolean): void {
     try {
       this.engine.driver.release(connection, { destroy });
     } catch (error) {
@@ -181,7 +174,7 @@ export class Pool {
         database: this.engine.name,
         scopeId: holder.scopeId,
         transactionId: holder.transactionId,
-        durationMs: acquiredAt === 0 ? 0 : performance.now() - acquiredAt,
+        durationMs: holder.acquiredAt === 0 ? 0 : performance.now() - holder.acquiredAt,
         destroyed: destroy,
       };
       channels.release.publish(event);

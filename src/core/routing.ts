@@ -4,42 +4,38 @@
  */
 import type { DriverConnection, DriverResult } from '../driver.js';
 import { errors } from '../errors.js';
-import { lookup, noLeases } from './context.js';
+import { type Binding, lookup, noLeases } from './context.js';
 import type { Engine } from './engine.js';
 import type { AcquireRequest, HeldConnection } from './pool.js';
-import { runStatement, type StatementOwner } from './runner.js';
+import { runStatement, type Statement, type StatementConnection, type StatementOwner } from './runner.js';
 import type { Session } from './scope.js';
 
-export function routeStatement(
-  engine: Engine,
-  owner: object,
-  text: string,
-  values: readonly unknown[],
-): Promise<DriverResult> {
+/** Runs `statement` where the current async context of `engine`'s database says it belongs. */
+export function routeStatement(engine: Engine, statement: Statement): Promise<DriverResult> {
   const closed = engine.closedError();
   if (closed !== null) return Promise.reject(closed);
-  const b = lookup(owner);
+  const b = lookup(engine);
   if (b === undefined) {
     if (engine.strict) return Promise.reject(errors.outsideScope());
-    return autocommit(engine, text, values, null, noLeases);
+    return autocommit(engine, statement, undefined);
   }
   const session = b.session;
   if (session !== null) {
     const rejection = session.rejection();
     if (rejection !== null) return Promise.reject(rejection);
   }
-  if (b.frame !== null) return b.frame.transaction.query(b.frame, text, values);
-  if (b.pin !== null) return b.pin.query(text, values);
+  if (b.frame !== null) return b.frame.transaction.query(b.frame, statement);
+  if (b.pin !== null) return b.pin.query(statement);
   if (session === null && !b.detached && engine.strict) return Promise.reject(errors.outsideScope());
-  return autocommit(engine, text, values, session, b.held);
+  return autocommit(engine, statement, b);
 }
 
 /** One autocommit statement: it borrows a connection, and gives it back as the statement settles. */
-class AutocommitStatement implements StatementOwner, AcquireRequest {
+class AutocommitStatement implements StatementOwner, AcquireRequest, StatementConnection {
   readonly transactionId = null;
   readonly readOnly = false;
   readonly stack: string;
-  connection: DriverConnection | null = null;
+  connection!: DriverConnection;
   acquiredAt = 0;
 
   constructor(
@@ -54,10 +50,18 @@ class AutocommitStatement implements StatementOwner, AcquireRequest {
     return this.session?.id ?? null;
   }
 
-  run(connection: DriverConnection, text: string, values: readonly unknown[]): Promise<DriverResult> {
+  run(connection: DriverConnection, statement: Statement): Promise<DriverResult> {
     this.connection = connection;
     if (this.engine.pool.timesHolds) this.acquiredAt = performance.now();
-    return runStatement(this, { connection, text, values, kind: 'statement', lease: null });
+    return runStatement(this, statement, this);
+  }
+
+  /** Borrowed for one statement: no turns to end. */
+  taskSettled(): void {}
+
+  /** As on the driver's one-call path: a connection lost on the way is ERR_CONNECTION_LOST. */
+  acquireFailed(error: unknown): unknown {
+    return this.engine.isConnectionLost(error) ? errors.connectionLost('autocommit', error) : error;
   }
 
   refusal(): null {
@@ -80,7 +84,7 @@ class AutocommitStatement implements StatementOwner, AcquireRequest {
   }
 
   #release(destroy: boolean): undefined | Promise<void> {
-    return this.engine.pool.release(this.connection as DriverConnection, destroy, this, this.acquiredAt);
+    return this.engine.pool.release(this.connection, this, destroy);
   }
 }
 
@@ -112,19 +116,14 @@ class PooledStatement implements StatementOwner {
   }
 }
 
-function autocommit(
-  engine: Engine,
-  text: string,
-  values: readonly unknown[],
-  session: Session | null,
-  held: readonly HeldConnection[],
-): Promise<DriverResult> {
-  const connection = engine.pooledConnection;
-  if (connection !== null && held.length === 0 && !engine.pool.watched) {
+function autocommit(engine: Engine, statement: Statement, from: Binding | undefined): Promise<DriverResult> {
+  const session = from?.session ?? null;
+  const held = from?.held ?? noLeases;
+  const pooled = engine.pooledConnection;
+  if (pooled !== null && held.length === 0 && !engine.pool.watched) {
     engine.pool.borrowedByDriver();
-    const owner = new PooledStatement(engine, session);
-    return runStatement(owner, { connection, text, values, kind: 'statement', lease: null });
+    return runStatement(new PooledStatement(engine, session), statement, pooled);
   }
-  const statement = new AutocommitStatement(engine, session, held);
-  return engine.pool.acquire(statement, (connection) => statement.run(connection, text, values));
+  const borrower = new AutocommitStatement(engine, session, held);
+  return engine.pool.acquire(borrower, (connection) => borrower.run(connection, statement));
 }

@@ -15,18 +15,20 @@ import type { Session } from './scope.js';
  */
 export type StatementKind = 'statement' | 'control' | 'begin' | 'commit';
 
-/** The lease whose turn a statement takes (structural, so the runner needs nothing else of it). */
-interface Turn {
-  taskSettled(): void;
-}
-
+/** A statement as its holder issues it. */
 export interface Statement {
-  readonly connection: DriverConnection;
   readonly text: string;
   readonly values: readonly unknown[];
   readonly kind: StatementKind;
-  /** The lease whose turn ends when the statement settles, when it was sent without a queue promise. */
-  readonly lease: Turn | null;
+}
+
+/**
+ * The connection a statement runs on, and the turn it takes there: a lease ends its turn when the
+ * statement settles (with no bookkeeping promise of its own); other holders have no turns.
+ */
+export interface StatementConnection {
+  readonly connection: DriverConnection;
+  taskSettled(): void;
 }
 
 /** Who a statement runs for: it maps the statement's outcome. */
@@ -37,95 +39,129 @@ export interface StatementOwner {
   /** The error a statement whose turn has come rejects with instead of being sent, or null. */
   refusal(): Error | null;
   /** Checks a result (the transaction may have ended under it); returns it or throws. */
-  accept(result: DriverResult, statement: Statement): DriverResult | Promise<DriverResult>;
+  accept(
+    result: DriverResult,
+    statement: Statement,
+    connection: DriverConnection,
+  ): DriverResult | Promise<DriverResult>;
   /** Maps an error (a lost connection, a failed transaction); always throws or rejects. */
   reject(error: unknown, statement: Statement): Promise<never>;
 }
 
-function send(statement: Statement): Promise<DriverResult> {
+const noop = (): void => {};
+
+/** A connection without turns, for holders that send one statement at a time by themselves. */
+export function withoutTurns(connection: DriverConnection): StatementConnection {
+  return { connection, taskSettled: noop };
+}
+
+function send(statement: Statement, connection: DriverConnection): Promise<DriverResult> {
   try {
-    return statement.connection.query(statement.text, statement.values);
+    return connection.query(statement.text, statement.values);
   } catch (error) {
     return Promise.reject(error);
   }
 }
 
-/** Sends one statement and hands its outcome to its owner. */
-export function runStatement(owner: StatementOwner, statement: Statement): Promise<DriverResult> {
+/** Sends one statement on `on` and hands its outcome to its owner. */
+export function runStatement(
+  owner: StatementOwner,
+  statement: Statement,
+  on: StatementConnection,
+): Promise<DriverResult> {
   const { engine, session } = owner;
   engine.activity.statements++;
   if (session !== null && statement.kind === 'statement') session.statements++;
   // Time is read only when someone uses it: a scope's Server-Timing or a query subscriber.
-  const started = session !== null || channels.query.hasSubscribers ? performance.now() : 0;
-  return send(statement).then(
+  const startedAt = session !== null || channels.query.hasSubscribers ? performance.now() : 0;
+  const connection = on.connection;
+  return send(statement, connection).then(
     (result) => {
-      statement.lease?.taskSettled();
-      if (started !== 0) observe(owner, statement.text, started, undefined);
-      return owner.accept(result, statement);
+      on.taskSettled();
+      if (startedAt !== 0) observe(owner, { text: statement.text, startedAt });
+      return owner.accept(result, statement, connection);
     },
     (error: unknown) => {
-      statement.lease?.taskSettled();
-      if (started !== 0) observe(owner, statement.text, started, error);
+      on.taskSettled();
+      if (startedAt !== 0) observe(owner, { text: statement.text, startedAt, error });
       if (statement.kind === 'statement') withCallerStack(error);
       return owner.reject(error, statement);
     },
   );
 }
 
+/** A transaction's BEGIN as its first statement carries it, and what its sender learns. */
+export interface Beginning {
+  readonly connection: DriverConnection;
+  /** The dialect's BEGIN statements. */
+  readonly statements: readonly string[];
+  began(): void;
+  /** BEGIN failed, so the statement never ran: returns what the statement's promise settles with. */
+  beginFailed(error: unknown): Promise<DriverResult>;
+}
+
 /**
  * Sends a transaction's BEGIN statements and its first statement together (the driver's
- * `queryAfterBegin`). `onBegun` runs once BEGIN has succeeded; an error before that is BEGIN's,
- * and reaches the caller as it is, not through the owner: the statement never ran.
+ * `queryAfterBegin`). `beginning.began` runs once BEGIN has succeeded; an error before that is
+ * BEGIN's, handed to `beginning.beginFailed`, not to the owner: the statement never ran.
  */
 export function runAfterBegin(
   owner: StatementOwner,
   statement: Statement,
-  begin: readonly string[],
-  onBegun: () => void,
+  beginning: Beginning,
 ): Promise<DriverResult> {
   const { engine, session } = owner;
-  const sendAfterBegin = statement.connection.queryAfterBegin;
-  if (sendAfterBegin === undefined) return runStatement(owner, statement);
+  const connection = beginning.connection;
+  const sendAfterBegin = connection.queryAfterBegin;
+  if (sendAfterBegin === undefined) return runStatement(owner, statement, withoutTurns(connection));
+  const begin = beginning.statements;
   engine.activity.statements += begin.length + 1;
   if (session !== null && statement.kind === 'statement') session.statements++;
-  const started = session !== null || channels.query.hasSubscribers ? performance.now() : 0;
+  const startedAt = session !== null || channels.query.hasSubscribers ? performance.now() : 0;
   let begun = false;
   const began = (): void => {
     begun = true;
-    if (started !== 0) for (const text of begin) observe(owner, text, started, undefined);
-    onBegun();
+    if (startedAt !== 0) for (const text of begin) observe(owner, { text, startedAt });
+    beginning.began();
   };
   let sent: Promise<DriverResult>;
   try {
-    sent = sendAfterBegin.call(statement.connection, begin, statement.text, statement.values, began);
+    sent = sendAfterBegin.call(connection, statement.text, statement.values, { statements: begin, began });
   } catch (error) {
     sent = Promise.reject(error);
   }
   return sent.then(
     (result) => {
-      if (started !== 0) observe(owner, statement.text, started, undefined);
-      return owner.accept(result, statement);
+      if (startedAt !== 0) observe(owner, { text: statement.text, startedAt });
+      return owner.accept(result, statement, connection);
     },
     (error: unknown) => {
-      if (!begun) throw error;
-      if (started !== 0) observe(owner, statement.text, started, error);
+      if (!begun) return beginning.beginFailed(error);
+      if (startedAt !== 0) observe(owner, { text: statement.text, startedAt, error });
       if (statement.kind === 'statement') withCallerStack(error);
       return owner.reject(error, statement);
     },
   );
 }
 
-function observe(owner: StatementOwner, text: string, started: number, error: unknown): void {
-  const durationMs = performance.now() - started;
+/** A statement that settled, as `txscope:query` reports it (made only when someone reads time). */
+interface Observed {
+  readonly text: string;
+  readonly startedAt: number;
+  readonly error?: unknown;
+}
+
+function observe(owner: StatementOwner, observed: Observed): void {
+  const durationMs = performance.now() - observed.startedAt;
   if (owner.session !== null) owner.session.databaseMs += durationMs;
   if (!channels.query.hasSubscribers) return;
   const event: QueryEvent = {
     database: owner.engine.name,
-    text,
+    text: observed.text,
     durationMs,
     scopeId: owner.session?.id ?? null,
     transactionId: owner.transactionId,
-    ...(error === undefined ? {} : { error }),
+    ...(observed.error === undefined ? {} : { error: observed.error }),
   };
   channels.query.publish(event);
 }

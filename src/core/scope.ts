@@ -112,7 +112,6 @@ export class Session implements ScopeInfo {
 /** `db.scope(fn, options)`: a fresh session for `fn`, or the current one inside a scope. */
 export async function runScope<T>(
   engine: Engine,
-  owner: object,
   fn: () => T | Promise<T>,
   options: ScopeOptions | undefined,
 ): Promise<T> {
@@ -122,7 +121,7 @@ export async function runScope<T>(
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw errors.invalidOption('db.scope signal', 'an AbortSignal', signal);
   }
-  const b = lookup(owner);
+  const b = lookup(engine);
   if (b?.session) {
     const rejection = b.session.rejection();
     if (rejection !== null) throw rejection;
@@ -130,7 +129,7 @@ export async function runScope<T>(
   }
   if (signal?.aborted) throw errors.scopeAborted(signal.reason);
   const session = new Session();
-  const binding = bind(owner, b, {
+  const binding = bind(engine, b, {
     session,
     frame: b?.frame ?? null,
     pin: b?.pin ?? null,

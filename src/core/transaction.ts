@@ -4,14 +4,14 @@
  * root frame ends, then the connection goes back before any after-completion callback runs.
  */
 import { channels, publish } from '../diagnostics.js';
-import type { DriverResult, IsolationLevel } from '../driver.js';
+import type { DriverConnection, DriverResult, IsolationLevel } from '../driver.js';
 import { errors, type TxScopeError } from '../errors.js';
 import { type BeginningTransaction, sendBegin } from './begin.js';
 import { type Binding, runIn } from './context.js';
 import { type Deferred, deferred } from './deferred.js';
 import type { Engine } from './engine.js';
 import { TransactionFrame } from './frame.js';
-import { type CompletionStatus, runAfterCompletion } from './hooks.js';
+import type { CompletionStatus } from './hooks.js';
 import type { Lease } from './lease.js';
 import {
   asError,
@@ -21,7 +21,7 @@ import {
   rollsBack,
   transactionEvent,
 } from './outcome.js';
-import type { Statement, StatementKind } from './runner.js';
+import type { Statement } from './runner.js';
 import { openSavepoint } from './savepoint.js';
 import type { ScopeTransaction, Session } from './scope.js';
 import {
@@ -37,6 +37,10 @@ import {
 const noValues: readonly unknown[] = Object.freeze([]);
 let nextTransactionId = 0;
 const neverRetried = (): boolean => false;
+/** The database rolled back instead of committing (PostgreSQL's ROLLBACK answer to COMMIT). */
+const rollbackOnly = (): never => {
+  throw errors.rollbackOnly('database_rolled_back');
+};
 
 export class Transaction implements BeginningTransaction, ScopeTransaction {
   readonly id = ++nextTransactionId;
@@ -71,7 +75,7 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     this.#racing = setup.racing;
     this.lease.transactionId = this.id;
     if (setup.ownsLease) this.lease.readOnly = setup.readOnly;
-    this.root = new TransactionFrame(this, null, 'root', setup.readOnly);
+    this.root = new TransactionFrame(this, null, { kind: 'root', readOnly: setup.readOnly });
     engine.activity.activeTransactions++;
     const ms = setup.timeoutMs;
     if (ms !== undefined) this.#deadline = setTimeout(() => this.fail(errors.transactionTimeout(ms)), ms);
@@ -108,14 +112,14 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
   // ---- statements ----
 
   /** Runs a statement inside `frame`, after everything issued before it. */
-  query(frame: TransactionFrame, text: string, values: readonly unknown[]): Promise<DriverResult> {
+  query(frame: TransactionFrame, statement: Statement): Promise<DriverResult> {
     const phase = this.#state.phase;
     if (!isOpen(phase)) return Promise.reject(this.failure ?? errors.transactionClosed());
     if (frame.isClosed) return Promise.reject(errors.transactionClosed());
     const unit = frame.unit;
     if (unit.kind === 'savepoint' && unit.savepoint.kind === 'unsent') openSavepoint(unit);
-    else if (phase === 'pending') return this.#begin(text, values, 'statement');
-    return this.lease.send(this, text, values, 'statement');
+    else if (phase === 'pending') return this.#begin(statement);
+    return this.lease.send(this, statement);
   }
 
   refusal(): Error | null {
@@ -123,10 +127,10 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     return state.phase === 'failed' ? state.error : null;
   }
 
-  accept(result: DriverResult, statement: Statement): DriverResult {
+  accept(result: DriverResult, statement: Statement, connection: DriverConnection): DriverResult {
     // The server ended the transaction under us (MySQL commits implicitly on DDL; a hand-written
     // COMMIT): what follows must not run in autocommit, so the transaction fails loudly.
-    if (statement.kind === 'statement' && statement.connection.status() === 'idle') {
+    if (statement.kind === 'statement' && connection.status() === 'idle') {
       const ended = errors.endedByServer(statement.text);
       this.fail(ended);
       throw ended;
@@ -153,7 +157,7 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     throw error;
   }
 
-  #begin(text: string, values: readonly unknown[], kind: StatementKind): Promise<DriverResult> {
+  #begin(first: Statement): Promise<DriverResult> {
     this.#state = beginning;
     // Read only when an event will carry the duration; 0 still says BEGIN was sent.
     this.#beganAt =
@@ -162,7 +166,6 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     if (channels.begin.hasSubscribers) {
       publish(channels.begin, transactionEvent(this, { isolation: this.isolation, readOnly: this.readOnly }));
     }
-    const first = { text, values, kind };
     return this.lease.run(
       (connection) => sendBegin(this, connection, first),
       (error) => this.beginFailed(error),
@@ -205,8 +208,9 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
    * nothing was sent yet, BEGIN goes with it.
    */
   sendControl(text: string): Promise<DriverResult> {
-    if (this.#state.phase === 'pending') return this.#begin(text, noValues, 'control');
-    return this.lease.send(this, text, noValues, 'control');
+    const statement: Statement = { text, values: noValues, kind: 'control' };
+    if (this.#state.phase === 'pending') return this.#begin(statement);
+    return this.lease.send(this, statement);
   }
 
   /** A control statement failed: the transaction's state is unknown, so it can only roll back. */
@@ -231,7 +235,7 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     if (!isOpen(this.#state.phase)) return;
     this.#state = { phase: 'failed', error };
     if (this.#racers !== null) for (const reject of this.#racers) reject(error);
-    const connection = this.lease.connection;
+    const connection = this.lease.heldConnection;
     if (this.lease.busy && connection !== null && this.lease.lost === undefined) {
       this.#cancelling = connection.cancel().catch((e: unknown) => this.engine.report('cancel', e, this.id));
     }
@@ -291,38 +295,38 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     }
   }
 
-  async #commit(): Promise<void> {
+  #commit(): Promise<void> {
     const failure = this.failure;
     if (failure !== null) {
-      await this.#rollback('failure');
-      throw failure;
+      return this.#rollback('failure').then(() => {
+        throw failure;
+      });
     }
     if (this.root.rollbackOnly) {
-      await this.#rollback('rollback_only');
-      throw errors.rollbackOnly('joined_frame_failed');
+      return this.#rollback('rollback_only').then(() => {
+        throw errors.rollbackOnly('joined_frame_failed');
+      });
     }
-    if (this.#beganAt === null) {
-      await this.#finish('committed');
-      return;
-    }
+    if (this.#beganAt === null) return this.#finish('committed') ?? Promise.resolve();
     this.#state = committing;
     // Statements issued and never awaited inside the transaction land before COMMIT.
-    if (this.lease.busy) await this.lease.settled();
+    if (this.lease.busy) return this.lease.settled().then(() => this.#sendCommit());
+    return this.#sendCommit();
+  }
+
+  #sendCommit(): Promise<void> {
     // A connection the driver already knows is dead gets no COMMIT: then nothing was committed.
-    const sent = this.lease.connection?.status() !== 'closed';
-    let result: DriverResult;
-    try {
-      result = await this.lease.send(this, this.engine.dialect.commit, noValues, 'commit');
-    } catch (error) {
-      throw await this.#commitFailed(error, sent);
-    }
-    if (!this.engine.dialect.committed(result)) {
-      await this.#finish('rolled_back', 'commit_rolled_back');
-      throw errors.rollbackOnly('database_rolled_back');
-    }
-    // Awaited only when there is something to wait for: the common commit adds no turn of its own.
-    const finishing = this.#finish('committed');
-    if (finishing !== undefined) await finishing;
+    const sent = this.lease.heldConnection?.status() !== 'closed';
+    return this.lease.send(this, { text: this.engine.dialect.commit, values: noValues, kind: 'commit' }).then(
+      (result) => {
+        if (this.engine.dialect.committed(result)) return this.#finish('committed');
+        return this.#finish('rolled_back', 'commit_rolled_back')?.then(rollbackOnly) ?? rollbackOnly();
+      },
+      (error: unknown) =>
+        this.#commitFailed(error, sent).then((mapped) => {
+          throw mapped;
+        }),
+    );
   }
 
   async #commitFailed(error: unknown, sent: boolean): Promise<unknown> {
@@ -351,9 +355,13 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     if (this.#beganAt !== null && this.lease.lost === undefined) await this.lease.settled();
     // A cancel that arrived late would hit ROLLBACK, or the next borrower's statement.
     if (this.#cancelling !== null) await this.#cancelling;
-    if (this.lease.connection !== null && this.lease.lost === undefined) {
+    if (this.lease.heldConnection !== null && this.lease.lost === undefined) {
       try {
-        await this.lease.send(this, this.engine.dialect.rollback, noValues, 'control');
+        await this.lease.send(this, {
+          text: this.engine.dialect.rollback,
+          values: noValues,
+          kind: 'control',
+        });
       } catch (e) {
         this.lease.lost ??= e;
         this.engine.report('rollback', e, this.id);
@@ -390,6 +398,6 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     if (callbacks === null || status === null) return undefined;
     // An attempt that will be run again leaves no trace: its callbacks are dropped.
     if (status === 'rolled_back' && error !== undefined && this.willRetry(error)) return undefined;
-    return runAfterCompletion(this.engine, callbacks, status, this.id);
+    return callbacks.runAfterCompletion(this.engine, status, this.id);
   }
 }

@@ -27,10 +27,10 @@ export type ScopeMiddleware = (
  * ```
  */
 export function middleware(db: Database, options?: ScopeMiddlewareOptions): ScopeMiddleware {
-  checkMiddleware(db, options, 'txscope/express middleware');
+  checkMiddleware(db, options, { where: 'txscope/express middleware' });
   return function txscope(req, res, next) {
     let passed = false;
-    requestScope(db, req, res, options, () => {
+    requestScope(db, { req, res, options }, () => {
       passed = true;
       next();
     }).catch((error: unknown) => {

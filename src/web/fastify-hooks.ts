@@ -36,7 +36,7 @@ export function installHooks(instance: FastifyInstanceLike, options: TxScopePlug
   const timing = { serverTiming: serverTiming === true };
   instance.addHook('onRequest', (request, reply, done) => {
     let passed = false;
-    requestScope(db, request.raw, reply.raw, timing, () => {
+    requestScope(db, { req: request.raw, res: reply.raw, options: timing }, () => {
       passed = true;
       done();
     }).catch((error: unknown) => {

@@ -50,11 +50,11 @@ function nodeBindings(env: unknown): { incoming: IncomingMessage; outgoing: Serv
  * ```
  */
 export function middleware(db: Database, options?: ScopeMiddlewareOptions): ScopeMiddleware {
-  checkMiddleware(db, options, 'txscope/hono middleware');
+  checkMiddleware(db, options, { where: 'txscope/hono middleware' });
   return async function txscope(c, next) {
     const node = nodeBindings(c.env);
     if (node !== null) {
-      await requestScope(db, node.incoming, node.outgoing, options, next);
+      await requestScope(db, { req: node.incoming, res: node.outgoing, options }, next);
       return;
     }
     await requestContext(db, () =>

@@ -48,14 +48,14 @@ export function withScope<
   handler: (req: Req, res: Res) => unknown,
   options?: WithScopeOptions,
 ): (req: Req, res: Res) => Promise<void> {
-  checkMiddleware(db, options, 'withScope', ['onError']);
+  checkMiddleware(db, options, { where: 'withScope', extraKeys: ['onError'] });
   if (typeof handler !== 'function')
     throw invalid('withScope: handler', 'a function (req, res) => ...', handler);
   const onError = options?.onError ?? defaultOnError;
   if (typeof onError !== 'function') throw invalid('withScope: onError', 'a function', onError);
   return async function scopedHandler(req: Req, res: Res): Promise<void> {
     try {
-      await requestScope(db, req, res, options, () => handler(req, res));
+      await requestScope(db, { req, res, options }, () => handler(req, res));
     } catch (error) {
       onError(error, req, res);
     }

@@ -28,10 +28,10 @@ export type ScopeMiddleware = (ctx: KoaContextLike, next: () => Promise<unknown>
  * ```
  */
 export function middleware(db: Database, options?: ScopeMiddlewareOptions): ScopeMiddleware {
-  checkMiddleware(db, options, 'txscope/koa middleware');
+  checkMiddleware(db, options, { where: 'txscope/koa middleware' });
   return async function txscope(ctx, next) {
     // Koa writes the response once the middleware chain resolved, so this resolves with
     // `next()`; the scope itself waits for the response to finish.
-    await requestScope(db, ctx.req, ctx.res, options, next);
+    await requestScope(db, { req: ctx.req, res: ctx.res, options }, next);
   };
 }

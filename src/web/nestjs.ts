@@ -90,7 +90,7 @@ export class TxScopeModule {
       throw invalid('TxScopeModule.forRoot: options', '{ db, serverTiming? }', options);
     }
     const { db, ...rest } = options;
-    checkMiddleware(db, rest, 'TxScopeModule.forRoot');
+    checkMiddleware(db, rest, { where: 'TxScopeModule.forRoot' });
     return {
       module: TxScopeModule,
       global: true,

@@ -27,6 +27,13 @@ export type ResponseLike = Pick<
   'writableFinished' | 'headersSent' | 'destroyed' | 'writeHead' | 'getHeader' | 'setHeader' | 'once'
 >;
 
+/** One request and its response, with the adapter's options. */
+export interface Exchange {
+  readonly req: RequestLike;
+  readonly res: ResponseLike;
+  readonly options: ScopeMiddlewareOptions | undefined;
+}
+
 const resources = new WeakMap<object, AsyncResource>();
 
 export const invalid = errors.invalidValue;
@@ -35,9 +42,9 @@ export const invalid = errors.invalidValue;
 export function checkMiddleware(
   db: unknown,
   options: unknown,
-  where: string,
-  extraKeys: readonly string[] = [],
+  site: { readonly where: string; readonly extraKeys?: readonly string[] },
 ): asserts db is Database {
+  const { where, extraKeys = [] } = site;
   const candidate = db as Partial<Database> | null | undefined;
   if (candidate === null || typeof candidate !== 'object' || typeof candidate.scope !== 'function') {
     throw invalid(`${where}: db`, "the database from createDatabase() in 'txscope'", db);
@@ -64,13 +71,8 @@ export function checkMiddleware(
  * before the response finished aborts the scope: its open transaction rolls back and
  * frees its connection, and its later statements reject `ERR_ABORTED`.
  */
-export function requestScope<T>(
-  db: Database,
-  req: RequestLike,
-  res: ResponseLike,
-  options: ScopeMiddlewareOptions | undefined,
-  next: () => T | Promise<T>,
-): Promise<T> {
+export function requestScope<T>(db: Database, exchange: Exchange, next: () => T | Promise<T>): Promise<T> {
+  const { req, res, options } = exchange;
   // Already in a scope of this database (the middleware mounted twice, or a test that
   // serves requests inside its own scope): the request joins it, as db.scope() would,
   // without a second Server-Timing entry.

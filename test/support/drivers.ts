@@ -213,18 +213,18 @@ export function instrument(driver: Driver): { driver: Driver; probe: Probe } {
       const afterBegin = connection.queryAfterBegin;
       if (afterBegin !== undefined) {
         // BEGIN rides with the first statement: a fault on BEGIN fails it before the statement ran.
-        outer.queryAfterBegin = (begin, text, values, begun) => {
-          probe.statements.push(...begin, text);
-          for (const statement of begin) {
+        outer.queryAfterBegin = (text, values, begin) => {
+          probe.statements.push(...begin.statements, text);
+          for (const statement of begin.statements) {
             const injected = probe.fault?.(statement);
             if (injected !== undefined) return Promise.reject(injected);
           }
           const injected = probe.fault?.(text);
           if (injected !== undefined) {
-            begun();
+            begin.began();
             return Promise.reject(injected);
           }
-          return afterBegin.call(connection, begin, text, values, begun);
+          return afterBegin.call(connection, text, values, begin);
         };
       }
       inner.set(outer, connection);

@@ -282,6 +282,9 @@ export function mysql(config: MysqlConfig | MysqlPoolLike): Driver {
     );
   }
   if (!isPool(config))
-    checkPoolNumbers('mysql', config, [...poolKeys, 'connectionLimit'], ['max', 'connectionLimit']);
+    checkPoolNumbers('mysql', config, {
+      numbers: [...poolKeys, 'connectionLimit'],
+      sizes: ['max', 'connectionLimit'],
+    });
   return new MysqlDriver(config);
 }

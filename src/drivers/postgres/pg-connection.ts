@@ -3,9 +3,15 @@
  * statement, no more), BEGIN sent together with a transaction's first statement, and the
  * protocol-level cancel.
  */
-import type { ConnectionStatus, DriverConnection, DriverResult } from '../../driver.js';
+import type { BeginRequest, ConnectionStatus, DriverConnection, DriverResult } from '../../driver.js';
 import { sendCancelRequest } from './cancel.js';
 import { classifyPostgresError } from './classify.js';
+
+/** A statement by its text and parameter values. */
+export interface PgStatement {
+  readonly text: string;
+  readonly values: readonly unknown[];
+}
 
 /** A result as node-postgres hands it over: one, or one per statement of a multi-statement text. */
 interface PgResult {
@@ -56,9 +62,8 @@ interface PgSubmittable {
 
 /** A statement preceded by BEGIN: both behind one Sync, so a failed BEGIN skips the statement. */
 export type BeginQueryClass = new (
-  begin: readonly string[],
+  begin: BeginRequest,
   statement: { text: string; values: unknown[] },
-  begun: () => void,
   callback: PgCallback,
 ) => PgSubmittable;
 
@@ -73,16 +78,11 @@ export function beginQueryClass(Query: PgQueryClass): BeginQueryClass {
     readonly #begin: readonly string[];
     readonly #begun: () => void;
 
-    constructor(
-      begin: readonly string[],
-      statement: { text: string; values: unknown[] },
-      begun: () => void,
-      callback: PgCallback,
-    ) {
+    constructor(begin: BeginRequest, statement: { text: string; values: unknown[] }, callback: PgCallback) {
       super(statement.text, statement.values, callback);
-      this.#begin = begin;
-      this.#pending = begin.length;
-      this.#begun = begun;
+      this.#begin = begin.statements;
+      this.#pending = begin.statements.length;
+      this.#begun = () => begin.began();
     }
 
     // The extended protocol even without parameters: BEGIN's messages travel ahead in the same Sync.
@@ -130,9 +130,9 @@ export function guard(client: PgClientLike): void {
 }
 
 /** A statement by text and values: node-postgres copies a config object on every query, not a string. */
-function send(client: PgClientLike, text: string, values: readonly unknown[], callback: PgCallback): void {
-  if (values.length === 0) client.query(text, callback);
-  else client.query(text, values as unknown[], callback);
+function send(client: PgClientLike, statement: PgStatement, callback: PgCallback): void {
+  if (statement.values.length === 0) client.query(statement.text, callback);
+  else client.query(statement.text, statement.values as unknown[], callback);
 }
 
 function toResult(result: PgResult | PgResult[]): DriverResult {
@@ -148,7 +148,7 @@ function toResult(result: PgResult | PgResult[]): DriverResult {
  */
 export function runOnce(
   client: PgClientLike,
-  statement: { text: string; values: readonly unknown[] },
+  statement: PgStatement,
   done: (error: unknown, result?: DriverResult) => void,
 ): void {
   const dead = clientErrors.get(client);
@@ -157,7 +157,7 @@ export function runOnce(
     done(dead);
     return;
   }
-  send(client, statement.text, statement.values, (error, result) => {
+  send(client, statement, (error, result) => {
     giveBack(client, error);
     if (error) done(error);
     else done(undefined, toResult(result));
@@ -195,37 +195,31 @@ export class PgConnection implements DriverConnection {
     const lost = this.lost;
     if (lost !== null) return Promise.reject(lost);
     return new Promise<DriverResult>((resolve, reject) => {
-      send(this.client, text, values, (error, result) => (error ? reject(error) : resolve(toResult(result))));
+      const callback: PgCallback = (error, result) => (error ? reject(error) : resolve(toResult(result)));
+      // (inlined rather than `send`: this is every statement's path)
+      if (values.length === 0) this.client.query(text, callback);
+      else this.client.query(text, values as unknown[], callback);
     });
   }
 
-  queryAfterBegin(
-    begin: readonly string[],
-    text: string,
-    values: readonly unknown[],
-    begun: () => void,
-  ): Promise<DriverResult> {
+  queryAfterBegin(text: string, values: readonly unknown[], begin: BeginRequest): Promise<DriverResult> {
     // Without parameters a text may hold several statements, which the extended protocol refuses:
     // such a text waits for BEGIN instead of riding with it.
-    if (values.length === 0 && text.includes(';')) return this.#afterSeparateBegin(begin, text, begun);
+    if (values.length === 0 && text.includes(';')) return this.#afterSeparateBegin(text, begin);
     const lost = this.lost;
     if (lost !== null) return Promise.reject(lost);
     return new Promise<DriverResult>((resolve, reject) => {
       const statement = { text, values: values as unknown[] };
-      const query = new this.BeginQuery(begin, statement, begun, (error, result) =>
+      const query = new this.BeginQuery(begin, statement, (error, result) =>
         error ? reject(error) : resolve(toResult(result)),
       );
       this.client.query(query);
     });
   }
 
-  async #afterSeparateBegin(
-    begin: readonly string[],
-    text: string,
-    begun: () => void,
-  ): Promise<DriverResult> {
-    for (const statement of begin) await this.query(statement, []);
-    begun();
+  async #afterSeparateBegin(text: string, begin: BeginRequest): Promise<DriverResult> {
+    for (const statement of begin.statements) await this.query(statement, []);
+    begin.began();
     return this.query(text, []);
   }
 

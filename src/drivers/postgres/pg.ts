@@ -215,6 +215,6 @@ export function pg(config: PgConfig | PgPoolLike): Driver {
       'node-postgres Pool options ({ connectionString, max, … }) or a pg.Pool',
     );
   }
-  if (!isPool(config)) checkPoolNumbers('pg', config, poolOptionKeys);
+  if (!isPool(config)) checkPoolNumbers('pg', config, { numbers: poolOptionKeys });
   return new PgDriver(config);
 }

@@ -151,7 +151,10 @@ export function pglite(source?: PGliteLike | string, options: PGliteOptions = {}
   if (source !== undefined && typeof source !== 'string' && (source === null || typeof source !== 'object')) {
     throw errors.invalidArgument('pglite()', 'a PGlite instance, a data directory, or nothing (in memory)');
   }
-  checkPoolNumbers('pglite', options as Record<string, unknown>, ['acquireTimeoutMillis'], []);
+  checkPoolNumbers('pglite', options as Record<string, unknown>, {
+    numbers: ['acquireTimeoutMillis'],
+    sizes: [],
+  });
   const timeout = options.acquireTimeoutMillis ?? defaultAcquireTimeoutMillis;
   if (timeout <= 0) throw errors.invalidOption('pglite.acquireTimeoutMillis', 'a number > 0', timeout);
   return new PGliteDriver(source, timeout);

@@ -1,5 +1,11 @@
 /** One better-sqlite3 connection: the writer, or a reader of a WAL file. */
-import type { ConnectionStatus, DriverConnection, DriverResult, ErrorKind } from '../../driver.js';
+import type {
+  BeginRequest,
+  ConnectionStatus,
+  DriverConnection,
+  DriverResult,
+  ErrorKind,
+} from '../../driver.js';
 import { classifySqliteCode } from './classify.js';
 import { QUERY_ONLY_OFF, QUERY_ONLY_ON, sqliteDialect } from './dialect.js';
 
@@ -66,14 +72,13 @@ export class SqliteConnection implements DriverConnection {
 
   /** BEGIN and the first statement in one turn of the event loop: the statement runs only if BEGIN did. */
   async queryAfterBegin(
-    begin: readonly string[],
     text: string,
     values: readonly unknown[],
-    begun: () => void,
+    begin: BeginRequest,
   ): Promise<DriverResult> {
     await yieldToEventLoop();
-    for (const statement of begin) this.#execute(statement, []);
-    begun();
+    for (const statement of begin.statements) this.#execute(statement, []);
+    begin.began();
     return this.#execute(text, values);
   }
 

@@ -240,12 +240,10 @@ export function sqlite(source: string | SqliteDatabaseLike, options: SqliteOptio
       'an object: { acquireTimeoutMillis?, busyTimeoutMillis?, wal?, readers? }',
     );
   }
-  checkPoolNumbers(
-    'sqlite',
-    options as Record<string, unknown>,
-    ['acquireTimeoutMillis', 'busyTimeoutMillis', 'readers'],
-    [],
-  );
+  checkPoolNumbers('sqlite', options as Record<string, unknown>, {
+    numbers: ['acquireTimeoutMillis', 'busyTimeoutMillis', 'readers'],
+    sizes: [],
+  });
   if (options.wal !== undefined && typeof options.wal !== 'boolean') {
     throw errors.invalidOption('sqlite.wal', 'true or false', options.wal);
   }

@@ -122,14 +122,16 @@ function toArrays(rows: unknown[], expected: number | undefined): unknown[][] {
   });
 }
 
-async function run(
-  db: Database,
-  session: ProxySession,
-  text: string,
-  params: unknown[],
-  method: Method,
-  fields: readonly SelectedField[] | undefined,
-): Promise<{ rows: unknown[] }> {
+/** A query as Drizzle's proxy hands it over, with the selection of the prepared query it belongs to. */
+interface ProxyQuery {
+  readonly text: string;
+  readonly params: unknown[];
+  readonly method: Method;
+  readonly fields: readonly SelectedField[] | undefined;
+}
+
+async function run(db: Database, session: ProxySession, query: ProxyQuery): Promise<{ rows: unknown[] }> {
+  const { text, params, method, fields } = query;
   const exec = session[runner] ?? ambient;
   const arrays = method === 'all' || method === 'values' || method === 'get';
   const statement = arrays ? positional(db, text, fields) : text;
@@ -201,7 +203,7 @@ function attach(
     const prepared = prepare.apply(this, args);
     const fields = args[1] as SelectedField[] | undefined;
     prepared.client = (text: string, params: unknown[], method: Method) =>
-      run(db, this, text, params, method, fields);
+      run(db, this, { text, params, method, fields });
     return prepared;
   };
   const transaction = function (
@@ -297,7 +299,7 @@ export function createDrizzle(
   const callback = function (this: unknown, text: string, params: unknown[], method: Method) {
     const session =
       this !== null && typeof this === 'object' ? (this as ProxySession) : (base as ProxySession);
-    return run(db, session, text, params, method, undefined);
+    return run(db, session, { text, params, method, fields: undefined });
   };
   let database: object;
   let makeTransaction: (s: ProxySession) => { transaction: unknown };
@@ -317,7 +319,14 @@ export function createDrizzle(
         db.transaction(async () => {
           const results: { rows: unknown[] }[] = [];
           for (const q of queries)
-            results.push(await run(db, base as ProxySession, q.sql, q.params, q.method, undefined));
+            results.push(
+              await run(db, base as ProxySession, {
+                text: q.sql,
+                params: q.params,
+                method: q.method,
+                fields: undefined,
+              }),
+            );
           return results;
         });
       database = sqliteProxy(callback, batch as never, config);
