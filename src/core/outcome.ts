@@ -21,6 +21,22 @@ export interface OutcomeSubject {
   readonly engine: Engine;
   readonly id: number;
   readonly session: { readonly id: number } | null;
+  readonly isolation?: string | undefined;
+  readonly readOnly?: boolean;
+}
+
+/** When BEGIN is sent, read only when an event will carry the duration; 0 still says it was sent. */
+export function beginTime(): number {
+  return channels.commit.hasSubscribers || channels.rollback.hasSubscribers ? performance.now() : 0;
+}
+
+/** Publishes that a transaction sent BEGIN (`txscope:begin`). */
+export function reportBegin(subject: OutcomeSubject): void {
+  if (!channels.begin.hasSubscribers) return;
+  publish(
+    channels.begin,
+    transactionEvent(subject, { isolation: subject.isolation, readOnly: subject.readOnly }),
+  );
 }
 
 export function transactionEvent(

@@ -3,7 +3,6 @@
  * that statement (in the same network write where the driver can); COMMIT or ROLLBACK when its
  * root frame ends, then the connection goes back before any after-completion callback runs.
  */
-import { channels, publish } from '../diagnostics.js';
 import type { DriverConnection, DriverResult, IsolationLevel } from '../driver.js';
 import { errors, type TxScopeError } from '../errors.js';
 import { type BeginningTransaction, sendBegin } from './begin.js';
@@ -15,11 +14,12 @@ import type { CompletionStatus } from './hooks.js';
 import type { Lease } from './lease.js';
 import {
   asError,
+  beginTime,
   type RollbackReason,
   reasonOf,
+  reportBegin,
   reportOutcome,
   rollsBack,
-  transactionEvent,
 } from './outcome.js';
 import type { Statement } from './runner.js';
 import { openSavepoint } from './savepoint.js';
@@ -159,13 +159,9 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
 
   #begin(first: Statement): Promise<DriverResult> {
     this.#state = beginning;
-    // Read only when an event will carry the duration; 0 still says BEGIN was sent.
-    this.#beganAt =
-      channels.commit.hasSubscribers || channels.rollback.hasSubscribers ? performance.now() : 0;
+    this.#beganAt = beginTime();
     this.session?.began(this);
-    if (channels.begin.hasSubscribers) {
-      publish(channels.begin, transactionEvent(this, { isolation: this.isolation, readOnly: this.readOnly }));
-    }
+    reportBegin(this);
     return this.lease.run(
       (connection) => sendBegin(this, connection, first),
       (error) => this.beginFailed(error),
@@ -322,26 +318,23 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
         if (this.engine.dialect.committed(result)) return this.#finish('committed');
         return this.#finish('rolled_back', 'commit_rolled_back')?.then(rollbackOnly) ?? rollbackOnly();
       },
-      (error: unknown) =>
-        this.#commitFailed(error, sent).then((mapped) => {
-          throw mapped;
-        }),
+      (error: unknown) => this.#commitFailed(error, sent),
     );
   }
 
-  async #commitFailed(error: unknown, sent: boolean): Promise<unknown> {
+  async #commitFailed(error: unknown, sent: boolean): Promise<never> {
     if (!this.engine.isConnectionLost(error)) {
       await this.#finish('rolled_back', 'commit_failed', error);
-      return error;
+      throw error;
     }
     this.lease.lost ??= error;
-    if (!sent) {
-      const lost = errors.connectionLost('transaction', error);
-      await this.#finish('rolled_back', 'connection_lost', lost);
-      return lost;
+    if (sent) {
+      await this.#finish(null);
+      throw errors.commitUnknown(error);
     }
-    await this.#finish(null);
-    return errors.commitUnknown(error);
+    const lost = errors.connectionLost('transaction', error);
+    await this.#finish('rolled_back', 'connection_lost', lost);
+    throw lost;
   }
 
   /** Rolls back (once, whoever asks first), after the statements in flight; then finishes. */
