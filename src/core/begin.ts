@@ -23,7 +23,7 @@ export interface BeginningTransaction extends StatementOwner {
   /** BEGIN succeeded: statements after it run inside the transaction. */
   began(): void;
   /** BEGIN failed (the statement never ran): fails the transaction, returns the error to reject with. */
-  beginFailed(error: unknown): unknown;
+  failWith(error: unknown): unknown;
 }
 
 /** The statement that carries BEGIN (the caller's own, or a SAVEPOINT), and how often it was re-sent. */
@@ -47,11 +47,11 @@ export function sendBegin(
   if (refused !== null) return Promise.reject(refused);
   const replaced = first.replaced ?? 0;
   const beginFailed = (error: unknown): Promise<DriverResult> => {
-    if (!tx.mayReplaceConnection(error, replaced)) return Promise.reject(tx.beginFailed(error));
+    if (!tx.mayReplaceConnection(error, replaced)) return Promise.reject(tx.failWith(error));
     return tx.lease.replace().then(
       (fresh) => sendBegin(tx, fresh, { ...first, replaced: replaced + 1 }),
       // No fresh connection either (the server is gone): the transaction fails as BEGIN's would.
-      (lost: unknown) => Promise.reject(tx.beginFailed(lost)),
+      (lost: unknown) => Promise.reject(tx.failWith(lost)),
     );
   };
   const statements = tx.beginStatements();

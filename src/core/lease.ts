@@ -57,7 +57,7 @@ export class Lease implements AcquireRequest, HeldConnection, StatementConnectio
   readonly scopeId: number | null;
   readonly stack: string;
   readonly #ended: () => TxScopeError;
-  /** Set while a task is taking the connection: how its owner maps a failure to. */
+  /** Set while a task is taking the connection: how its owner maps a failure to get one. */
   #acquireFailure: AcquireFailure | null = null;
 
   constructor(engine: Engine, options: LeaseOptions) {

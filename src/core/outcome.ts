@@ -14,7 +14,9 @@ export type RollbackReason =
   | 'scope_end'
   | 'connection_lost'
   | 'commit_failed'
-  | 'commit_rolled_back';
+  | 'commit_rolled_back'
+  /** The connection was lost while COMMIT was in flight: it may have committed (ERR_COMMIT_UNKNOWN). */
+  | 'commit_unknown';
 
 /** The transaction an event is about. */
 export interface OutcomeSubject {
@@ -61,23 +63,17 @@ export function reportOutcome(
 ): void {
   const activity = subject.engine.activity;
   activity.transactions++;
+  const durationMs = since(outcome.beganAt);
   if (outcome.status === 'committed') {
     activity.commits++;
-    if (channels.commit.hasSubscribers) {
-      publish(
-        channels.commit,
-        transactionEvent(subject, { durationMs: performance.now() - outcome.beganAt }),
-      );
-    }
+    if (channels.commit.hasSubscribers) publish(channels.commit, transactionEvent(subject, { durationMs }));
     return;
   }
-  activity.rollbacks++;
+  // A COMMIT whose answer was lost is neither a commit nor a rollback: it counts as a transaction.
+  if (outcome.status !== null) activity.rollbacks++;
   if (channels.rollback.hasSubscribers) {
-    const durationMs = since(outcome.beganAt);
-    publish(
-      channels.rollback,
-      transactionEvent(subject, { durationMs, reason: outcome.reason ?? 'connection_lost' }),
-    );
+    const reason = outcome.status === null ? 'commit_unknown' : (outcome.reason ?? 'connection_lost');
+    publish(channels.rollback, transactionEvent(subject, { durationMs, reason }));
   }
 }
 

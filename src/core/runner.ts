@@ -121,7 +121,8 @@ export function runAfterBegin(
   let begun = false;
   const began = (): void => {
     begun = true;
-    if (startedAt !== 0) for (const text of begin) observe(owner, { text, startedAt });
+    // BEGIN's time is inside the statement's it rode with: reported, not counted twice.
+    if (startedAt !== 0) for (const text of begin) observe(owner, { text, startedAt, shared: true });
     beginning.began();
   };
   let sent: Promise<DriverResult>;
@@ -136,7 +137,10 @@ export function runAfterBegin(
       return owner.accept(result, statement, connection);
     },
     (error: unknown) => {
-      if (!begun) return beginning.beginFailed(error);
+      if (!begun) {
+        if (startedAt !== 0) observe(owner, { text: begin[0] as string, startedAt, error });
+        return beginning.beginFailed(error);
+      }
       if (startedAt !== 0) observe(owner, { text: statement.text, startedAt, error });
       if (statement.kind === 'statement') withCallerStack(error);
       return owner.reject(error, statement);
@@ -149,11 +153,13 @@ interface Observed {
   readonly text: string;
   readonly startedAt: number;
   readonly error?: unknown;
+  /** Its time is part of another statement's (BEGIN sent with the first statement). */
+  readonly shared?: boolean;
 }
 
 function observe(owner: StatementOwner, observed: Observed): void {
   const durationMs = performance.now() - observed.startedAt;
-  if (owner.session !== null) owner.session.databaseMs += durationMs;
+  if (owner.session !== null && observed.shared !== true) owner.session.databaseMs += durationMs;
   if (!channels.query.hasSubscribers) return;
   const event: QueryEvent = {
     database: owner.engine.name,

@@ -64,7 +64,7 @@ export function openSavepoint(unit: TransactionFrame): void {
   const tx = unit.transaction;
   const name = tx.nextSavepointName();
   unit.savepoint = { kind: 'sent', name };
-  tx.sendControl(tx.engine.dialect.savepoint(name)).catch((error: unknown) => tx.controlFailed(error));
+  tx.sendControl(tx.engine.dialect.savepoint(name)).catch((error: unknown) => tx.failWith(error));
 }
 
 /** RELEASE or ROLLBACK TO a savepoint; its failure fails the whole transaction. */
@@ -75,7 +75,7 @@ async function savepointStatement(frame: TransactionFrame, text: string): Promis
   try {
     await tx.sendControl(text);
   } catch (error) {
-    throw tx.controlFailed(error);
+    throw tx.failWith(error);
   }
 }
 

@@ -164,7 +164,7 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     reportBegin(this);
     return this.lease.run(
       (connection) => sendBegin(this, connection, first),
-      (error) => this.beginFailed(error),
+      (error) => this.failWith(error),
     );
   }
 
@@ -185,8 +185,11 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     );
   }
 
-  /** BEGIN, or taking the connection for it, failed: the statement never ran, and nothing may run after it. */
-  beginFailed(error: unknown): unknown {
+  /**
+   * The transaction cannot go on after `error` (BEGIN failed, or a SAVEPOINT did, so its state is
+   * unknown): fails it, and returns what to reject with (ERR_CONNECTION_LOST for a lost connection).
+   */
+  failWith(error: unknown): unknown {
     if (this.engine.isConnectionLost(error)) return this.#lost(error);
     this.fail(asError(error));
     return error;
@@ -207,13 +210,6 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     const statement: Statement = { text, values: noValues, kind: 'control' };
     if (this.#state.phase === 'pending') return this.#begin(statement);
     return this.lease.send(this, statement);
-  }
-
-  /** A control statement failed: the transaction's state is unknown, so it can only roll back. */
-  controlFailed(error: unknown): unknown {
-    if (this.engine.isConnectionLost(error)) return this.#lost(error);
-    this.fail(asError(error));
-    return error;
   }
 
   /** A unique savepoint name within this transaction. */

@@ -16,7 +16,8 @@ function txscope(
   if (options === null || typeof options !== 'object') {
     throw invalid('txscope/fastify plugin: options', '{ db, serverTiming? }', options);
   }
-  checkMiddleware(options.db, { serverTiming: options.serverTiming }, { where: 'txscope/fastify plugin' });
+  const { db, ...rest } = options;
+  checkMiddleware(db, rest, { where: 'txscope/fastify plugin' });
   installHooks(instance, options);
   done();
 }

@@ -196,39 +196,10 @@ export function instrument(driver: Driver): { driver: Driver; probe: Probe } {
   const wrapped: Driver = {
     dialect: driver.dialect,
     label: driver.label,
-    async acquire(intent) {
-      const connection = await driver.acquire(intent);
-      probe.acquires++;
-      checkedOut++;
-      const outer: DriverConnection = {
-        query(text, values) {
-          probe.statements.push(text);
-          const injected = probe.fault?.(text);
-          if (injected !== undefined) return Promise.reject(injected);
-          return connection.query(text, values);
-        },
-        status: () => connection.status(),
-        cancel: () => connection.cancel(),
-      };
-      const afterBegin = connection.queryAfterBegin;
-      if (afterBegin !== undefined) {
-        // BEGIN rides with the first statement: a fault on BEGIN fails it before the statement ran.
-        outer.queryAfterBegin = (text, values, begin) => {
-          probe.statements.push(...begin.statements, text);
-          for (const statement of begin.statements) {
-            const injected = probe.fault?.(statement);
-            if (injected !== undefined) return Promise.reject(injected);
-          }
-          const injected = probe.fault?.(text);
-          if (injected !== undefined) {
-            begin.began();
-            return Promise.reject(injected);
-          }
-          return afterBegin.call(connection, text, values, begin);
-        };
-      }
-      inner.set(outer, connection);
-      return outer;
+    acquire(intent) {
+      // A driver that hands a free connection at once is tested that way: no promise added here.
+      const taken = driver.acquire(intent);
+      return taken instanceof Promise ? taken.then(wrap) : wrap(taken);
     },
     release(connection, options) {
       probe.releases++;
@@ -240,6 +211,39 @@ export function instrument(driver: Driver): { driver: Driver; probe: Probe } {
     counts: () => driver.counts(),
     close: () => driver.close(),
   };
+  function wrap(connection: DriverConnection): DriverConnection {
+    probe.acquires++;
+    checkedOut++;
+    const outer: DriverConnection = {
+      query(text, values) {
+        probe.statements.push(text);
+        const injected = probe.fault?.(text);
+        if (injected !== undefined) return Promise.reject(injected);
+        return connection.query(text, values);
+      },
+      status: () => connection.status(),
+      cancel: () => connection.cancel(),
+    };
+    const afterBegin = connection.queryAfterBegin;
+    if (afterBegin !== undefined) {
+      // BEGIN rides with the first statement: a fault on BEGIN fails it before the statement ran.
+      outer.queryAfterBegin = (text, values, begin) => {
+        probe.statements.push(...begin.statements, text);
+        for (const statement of begin.statements) {
+          const injected = probe.fault?.(statement);
+          if (injected !== undefined) return Promise.reject(injected);
+        }
+        const injected = probe.fault?.(text);
+        if (injected !== undefined) {
+          begin.began();
+          return Promise.reject(injected);
+        }
+        return afterBegin.call(connection, text, values, begin);
+      };
+    }
+    inner.set(outer, connection);
+    return outer;
+  }
   const pooledQuery = driver.query;
   if (pooledQuery !== undefined) {
     // The driver takes, runs and gives back in one call: the probe sees it as one acquire, one

@@ -114,7 +114,8 @@ export class MysqlConnection implements DriverConnection {
   }
 
   status(): ConnectionStatus {
-    return this.state.lost !== null ? 'failed' : this.state.status;
+    // A connection known dead gets nothing more: a COMMIT not sent on it committed nothing.
+    return this.state.lost !== null ? 'closed' : this.state.status;
   }
 
   async cancel(): Promise<void> {
