@@ -1,6 +1,17 @@
+import { fileURLToPath } from 'node:url';
 import { configDefaults, defineConfig } from 'vitest/config';
 
+const src = fileURLToPath(new URL('./src/', import.meta.url));
+
 export default defineConfig({
+  // Tests import txscope the way users do (`txscope`, `txscope/pg`), from the sources: the same
+  // mapping as tsconfig.json's `paths`, and as the `exports` of package.json after a build.
+  resolve: {
+    alias: [
+      { find: /^txscope$/, replacement: `${src}index.ts` },
+      { find: /^txscope\/(.+)$/, replacement: `${src}exports/$1.ts` },
+    ],
+  },
   test: {
     include: ['test/**/*.test.ts'],
     exclude: [...configDefaults.exclude, 'test/fixtures/**/out/**'],

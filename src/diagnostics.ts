@@ -53,7 +53,7 @@ export interface TransactionEvent {
 /** `txscope:error`: an error txscope could not hand to a caller (a failing callback, a failed rollback). */
 export interface ErrorEvent {
   database: string;
-  /** What failed: `afterCommit`, `afterRollback`, `afterCompletion`, `rollback`, `release`, `connection`. */
+  /** What failed: `afterCommit`, `afterRollback`, `afterCompletion`, `rollback`, `release`, `cancel`. */
   source: string;
   error: unknown;
   transactionId: number | null;

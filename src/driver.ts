@@ -45,9 +45,12 @@ export type ErrorKind =
   | 'cancelled'
   | 'other';
 
+/** The SQL dialects txscope speaks. */
+export type DialectName = 'postgres' | 'mysql' | 'sqlite';
+
 /** SQL syntax that differs between databases. */
 export interface Dialect {
-  readonly name: 'postgres' | 'mysql' | 'sqlite';
+  readonly name: DialectName;
   /** The bind placeholder for the 1-based parameter `index` (`$1`, `?`). */
   placeholder(index: number): string;
   quoteIdentifier(name: string): string;
@@ -64,9 +67,28 @@ export interface Dialect {
   committed(result: DriverResult): boolean;
 }
 
-/** One checked-out connection. */
+/** The BEGIN a transaction's first statement carries (`DriverConnection.queryAfterBegin`). */
+export interface BeginRequest {
+  readonly statements: readonly string[];
+  /** BEGIN succeeded; called before the statement's own outcome is known. */
+  began(): void;
+}
+
+/**
+ * One checked-out connection. The core sends it one statement at a time, in issue order, and
+ * never another before the previous one has settled.
+ */
 export interface DriverConnection {
   query(text: string, values: readonly unknown[]): Promise<DriverResult>;
+  /**
+   * Optional: sends a transaction's BEGIN statements (`begin.statements`) and its first statement
+   * in one network write, the statement running only if every BEGIN statement succeeded
+   * (PostgreSQL: all of them behind one Sync), so that a transaction of k statements takes k + 1
+   * round trips. Calls `begin.began()` once BEGIN has succeeded, before the statement's own
+   * outcome is known: a rejection without that call means BEGIN failed and the statement never
+   * ran. Without this method, the core sends BEGIN and waits for it before the statement.
+   */
+  queryAfterBegin?(text: string, values: readonly unknown[], begin: BeginRequest): Promise<DriverResult>;
   /** The driver's own view of the connection's transaction state. */
   status(): ConnectionStatus;
   /** Cancels the statement running on this connection, if any (server-side cancel). */
@@ -98,9 +120,19 @@ export interface Driver {
   /**
    * Takes a connection from the pool, waiting at most the driver's acquire timeout. `intent`
    * says what the connection is for: a driver may serve read-only transactions elsewhere
-   * (SQLite's WAL readers).
+   * (SQLite's WAL readers). A driver may return the connection itself when it has one at hand,
+   * which saves the caller a promise and a turn of the event loop.
    */
-  acquire(intent?: AcquireIntent): Promise<DriverConnection>;
+  acquire(intent?: AcquireIntent): Promise<DriverConnection> | DriverConnection;
+  /**
+   * Optional: runs one statement in autocommit on a pooled connection (take, run, give back in one
+   * call, as the pool's own `query` does), saving the promises and turns of the steps. The
+   * connection goes back only clean: when the statement left a transaction open the driver rolls
+   * it back (or destroys the connection), and a connection that failed is destroyed. The core uses
+   * it only when nothing needs the connection in between: no acquire or release subscriber, no
+   * leak detection, no connection held up the async chain.
+   */
+  query?(text: string, values: readonly unknown[]): Promise<DriverResult>;
   /** Gives a connection back; `destroy` closes it instead of pooling it. */
   release(connection: DriverConnection, options: { destroy: boolean }): void;
   classify(error: unknown): ErrorKind;

@@ -1,12 +1,14 @@
+/** `txscope`: the core. It imports no driver, framework or query builder. */
 export {
   type CurrentState,
   createDatabase,
   type Database,
-  type DatabaseOptions,
   type DatabaseStats,
-  type ScopeOptions,
-} from './database.js';
-export { Transactional, type TransactionalDecorator } from './decorator.js';
+} from './core/database.js';
+export { Transactional, type TransactionalDecorator } from './core/decorator.js';
+export type { CompletionStatus } from './core/hooks.js';
+export { isRetryable } from './core/retry.js';
+export type { ScopeInfo } from './core/scope.js';
 export type {
   ConnectionEvent,
   ErrorEvent,
@@ -16,8 +18,10 @@ export type {
 } from './diagnostics.js';
 export type {
   AcquireIntent,
+  BeginRequest,
   ConnectionStatus,
   Dialect,
+  DialectName,
   Driver,
   DriverConnection,
   DriverResult,
@@ -27,8 +31,11 @@ export type {
   QueryResult,
 } from './driver.js';
 export { ErrorCode, isTxScopeError, TxScopeError } from './errors.js';
-export { Propagation, type RetryOptions, type TransactionOptions } from './options.js';
-export { isRetryable } from './retry.js';
-export type { ScopeInfo } from './session.js';
+export {
+  type DatabaseOptions,
+  Propagation,
+  type RetryOptions,
+  type ScopeOptions,
+  type TransactionOptions,
+} from './options.js';
 export { type CompiledStatement, compile, SqlFragment, sql } from './sql.js';
-export type { CompletionStatus } from './transaction.js';

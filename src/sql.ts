@@ -1,4 +1,5 @@
 import type { Dialect } from './driver.js';
+import { errors } from './errors.js';
 
 type Part = string | SqlParam | SqlIdentifier | SqlFragment;
 
@@ -55,13 +56,16 @@ interface SqlTag {
   id(name: string): SqlFragment;
   /**
    * Joins items with a separator (default `', '`): values are bound, fragments are spliced in.
+   * The separator becomes statement text, so it is an `sql` fragment, or a string made only of
+   * commas, whitespace and the keywords `and`/`or`; any other string is `ERR_INVALID_OPTION`.
    *
    * @example
    * ```ts
    * sql`select * from users where id in (${sql.join(ids)})`
+   * sql`select * from users where ${sql.join([sql`active`, sql`age > ${18}`], ' and ')}`
    * ```
    */
-  join(items: readonly unknown[], separator?: string): SqlFragment;
+  join(items: readonly unknown[], separator?: string | SqlFragment): SqlFragment;
 }
 
 function tag(strings: TemplateStringsArray, ...values: unknown[]): SqlFragment {
@@ -74,21 +78,33 @@ function tag(strings: TemplateStringsArray, ...values: unknown[]): SqlFragment {
   return new SqlFragment(parts);
 }
 
+/** Commas, whitespace and the keywords `and`/`or`: the only strings a separator may be. */
+const safeSeparator = /^(?:[\s,]|and|or)*$/i;
+
+function separatorPart(separator: unknown): string | SqlFragment {
+  if (separator instanceof SqlFragment) return separator;
+  if (typeof separator === 'string' && safeSeparator.test(separator)) return separator;
+  throw errors.invalidOption(
+    'sql.join separator',
+    "an sql`` fragment, or a string of commas, whitespace and and/or (such as ', ' or ' and ')",
+    separator,
+  );
+}
+
 /** The `sql` tagged template. See {@link SqlTag}. */
 export const sql: SqlTag = Object.assign(tag, {
   id(name: string): SqlFragment {
     if (typeof name !== 'string' || name.length === 0) {
-      throw new TypeError('sql.id() takes a non-empty string');
+      throw errors.invalidOption('sql.id name', 'a non-empty string', name);
     }
     return new SqlFragment([new SqlIdentifier(name)]);
   },
-  join(items: readonly unknown[], separator = ', '): SqlFragment {
-    if (typeof separator !== 'string') {
-      throw new TypeError("sql.join() takes a string separator, such as ', '");
-    }
+  join(items: readonly unknown[], separator: string | SqlFragment = ', '): SqlFragment {
+    if (!Array.isArray(items)) throw errors.invalidOption('sql.join items', 'an array', items);
+    const glue = separatorPart(separator);
     const parts: Part[] = [];
     items.forEach((item, i) => {
-      if (i > 0 && separator) parts.push(separator);
+      if (i > 0 && glue !== '') parts.push(glue);
       parts.push(toPart(item));
     });
     return new SqlFragment(parts);

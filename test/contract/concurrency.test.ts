@@ -1,6 +1,7 @@
 /** Rule 8 (concurrency inside one transaction), and the 1,000-scope soak the project keeps. */
+
+import { type Database, sql, TxScopeError } from 'txscope';
 import { expect, it } from 'vitest';
-import { type Database, sql, TxScopeError } from '../../src/index.js';
 import { forEachDriver } from '../support/drivers.js';
 import { insertItem, itemsTable, sleepStatement } from '../support/schema.js';
 

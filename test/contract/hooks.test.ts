@@ -1,7 +1,7 @@
 /** Rule 11 (hooks). */
 import diagnostics from 'node:diagnostics_channel';
+import type { ErrorEvent } from 'txscope';
 import { afterEach, expect, it } from 'vitest';
-import type { ErrorEvent } from '../../src/index.js';
 import { forEachDriver } from '../support/drivers.js';
 import { insertItem, itemsTable } from '../support/schema.js';
 

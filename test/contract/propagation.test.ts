@@ -1,6 +1,7 @@
 /** Rules 6 (propagation) and 7 (compatibility of joined frames). */
+
+import { Propagation, sql } from 'txscope';
 import { expect, it } from 'vitest';
-import { Propagation, sql } from '../../src/index.js';
 import { forEachDriver } from '../support/drivers.js';
 import { insertItem, itemsTable } from '../support/schema.js';
 

@@ -2,8 +2,9 @@
  * Rules 1 (scope), 2 (lazy connection), 3 (routing), 9 (no silent escape),
  * 10 (scope end) and 17 (strict mode).
  */
+
+import { sql, TxScopeError } from 'txscope';
 import { expect, it } from 'vitest';
-import { sql, TxScopeError } from '../../src/index.js';
 import { forEachDriver, until } from '../support/drivers.js';
 import { insertItem, itemsTable } from '../support/schema.js';
 

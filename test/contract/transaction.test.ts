@@ -1,6 +1,7 @@
 /** Rules 4 (transaction lifetime) and 5 (outcome), and the `sql` tag against a real database. */
+
+import { sql } from 'txscope';
 import { expect, it } from 'vitest';
-import { sql } from '../../src/index.js';
 import { forEachDriver } from '../support/drivers.js';
 import { insertItem, itemsTable } from '../support/schema.js';
 

@@ -9,18 +9,18 @@ import { PGlite } from '@electric-sql/pglite';
 import BetterSqlite3 from 'better-sqlite3';
 import mysql2 from 'mysql2/promise';
 import pgLib from 'pg';
-import { afterAll, afterEach, beforeAll, describe, inject } from 'vitest';
 import {
   createDatabase,
   type Database,
   type DatabaseOptions,
   type Driver,
   type DriverConnection,
-} from '../../src/index.js';
-import { mysql } from '../../src/mysql/index.js';
-import { pg } from '../../src/pg/index.js';
-import { pglite } from '../../src/pglite/index.js';
-import { sqlite } from '../../src/sqlite/index.js';
+} from 'txscope';
+import { mysql } from 'txscope/mysql';
+import { pg } from 'txscope/pg';
+import { pglite } from 'txscope/pglite';
+import { sqlite } from 'txscope/sqlite';
+import { afterAll, afterEach, beforeAll, describe, inject } from 'vitest';
 import { freshMysqlDatabase, freshPgDatabase } from './databases.js';
 
 export type DriverName = 'pg' | 'pglite' | 'mysql' | 'sqlite';
@@ -196,22 +196,10 @@ export function instrument(driver: Driver): { driver: Driver; probe: Probe } {
   const wrapped: Driver = {
     dialect: driver.dialect,
     label: driver.label,
-    async acquire(intent) {
-      const connection = await driver.acquire(intent);
-      probe.acquires++;
-      checkedOut++;
-      const outer: DriverConnection = {
-        query(text, values) {
-          probe.statements.push(text);
-          const injected = probe.fault?.(text);
-          if (injected !== undefined) return Promise.reject(injected);
-          return connection.query(text, values);
-        },
-        status: () => connection.status(),
-        cancel: () => connection.cancel(),
-      };
-      inner.set(outer, connection);
-      return outer;
+    acquire(intent) {
+      // A driver that hands a free connection at once is tested that way: no promise added here.
+      const taken = driver.acquire(intent);
+      return taken instanceof Promise ? taken.then(wrap) : wrap(taken);
     },
     release(connection, options) {
       probe.releases++;
@@ -223,6 +211,65 @@ export function instrument(driver: Driver): { driver: Driver; probe: Probe } {
     counts: () => driver.counts(),
     close: () => driver.close(),
   };
+  function wrap(connection: DriverConnection): DriverConnection {
+    probe.acquires++;
+    checkedOut++;
+    const outer: DriverConnection = {
+      query(text, values) {
+        probe.statements.push(text);
+        const injected = probe.fault?.(text);
+        if (injected !== undefined) return Promise.reject(injected);
+        return connection.query(text, values);
+      },
+      status: () => connection.status(),
+      cancel: () => connection.cancel(),
+    };
+    const afterBegin = connection.queryAfterBegin;
+    if (afterBegin !== undefined) {
+      // BEGIN rides with the first statement: a fault on BEGIN fails it before the statement ran.
+      outer.queryAfterBegin = (text, values, begin) => {
+        probe.statements.push(...begin.statements, text);
+        for (const statement of begin.statements) {
+          const injected = probe.fault?.(statement);
+          if (injected !== undefined) return Promise.reject(injected);
+        }
+        const injected = probe.fault?.(text);
+        if (injected !== undefined) {
+          begin.began();
+          return Promise.reject(injected);
+        }
+        return afterBegin.call(connection, text, values, begin);
+      };
+    }
+    inner.set(outer, connection);
+    return outer;
+  }
+  const pooledQuery = driver.query;
+  if (pooledQuery !== undefined) {
+    // The driver takes, runs and gives back in one call: the probe sees it as one acquire, one
+    // statement and one release (destroyed when the connection was lost).
+    wrapped.query = (text, values) => {
+      probe.acquires++;
+      checkedOut++;
+      probe.statements.push(text);
+      const injected = probe.fault?.(text);
+      const result =
+        injected !== undefined ? Promise.reject(injected) : pooledQuery.call(driver, text, values);
+      return result.then(
+        (ok) => {
+          probe.releases++;
+          checkedOut--;
+          return ok;
+        },
+        (error: unknown) => {
+          probe.releases++;
+          checkedOut--;
+          if (injected === undefined && driver.classify(error) === 'connection_lost') probe.destroyed++;
+          throw error;
+        },
+      );
+    };
+  }
   return { driver: wrapped, probe };
 }
 

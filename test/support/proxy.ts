@@ -34,6 +34,11 @@ export interface ProxyMessage {
   readonly connection: ProxyConnection;
   /** 1-based position among the messages of its direction on that connection. */
   readonly index: number;
+  /**
+   * 1-based number of the read (TCP chunk) it arrived in, per direction and connection:
+   * messages with the same chunk were written together.
+   */
+  readonly chunk: number;
 }
 
 /**
@@ -44,9 +49,17 @@ export interface ProxyMessage {
  * - 'stall': forward nothing more in either direction (until cut or close);
  * - 'hold': keep the message and everything after it in its direction until the fault's
  *   `release()`, then pass them on in one write (the receiver reads them as one chunk);
- * - `{ delayMs }`: like 'hold', released by a timer.
+ * - `{ delayMs }`: like 'hold', released by a timer;
+ * - `{ rewrite }`: forward the message with `rewrite.from` replaced by `rewrite.to` (same length,
+ *   so the frame's length stays right): a statement the server then answers with an error.
  */
-export type FaultAction = 'cut' | 'reset' | 'stall' | 'hold' | { delayMs: number };
+export type FaultAction =
+  | 'cut'
+  | 'reset'
+  | 'stall'
+  | 'hold'
+  | { delayMs: number }
+  | { rewrite: { from: string; to: string } };
 
 export interface FaultRule {
   when(message: ProxyMessage): boolean;
@@ -97,6 +110,8 @@ export interface FaultProxy {
   cutAll(): number;
   /** Cuts one open connection picked at random; false when none is open. */
   cutRandom(random?: () => number): boolean;
+  /** Records every message from now on (both directions, every connection) until `stop()`. */
+  record(): { readonly messages: readonly ProxyMessage[]; stop(): void };
   /** Stops listening and destroys every socket. */
   close(): Promise<void>;
 }
@@ -241,10 +256,23 @@ interface Installed {
   released: boolean;
 }
 
+/** `frame` with `from` replaced by `to` in its bytes; the same length, so its header stays right. */
+function rewritten(frame: Frame, rewrite: { from: string; to: string }): Frame {
+  const from = Buffer.from(rewrite.from);
+  const to = Buffer.from(rewrite.to);
+  if (from.length !== to.length) throw new Error('proxy rewrite: from and to must have the same byte length');
+  const at = frame.bytes.indexOf(from);
+  if (at < 0) return frame;
+  const bytes = Buffer.from(frame.bytes);
+  to.copy(bytes, at);
+  return { ...frame, bytes, text: frame.text.replace(rewrite.from, rewrite.to) };
+}
+
 class Connection implements ProxyConnection {
   open = true;
   stalled = false;
   readonly messages: Record<Direction, number> = { 'client-to-server': 0, 'server-to-client': 0 };
+  readonly #chunks: Record<Direction, number> = { 'client-to-server': 0, 'server-to-client': 0 };
   // A gated direction queues its frames (behind a delay or a hold) so that order is kept.
   readonly #gated: Record<Direction, boolean> = { 'client-to-server': false, 'server-to-client': false };
   readonly #queues: Record<Direction, Frame[]> = { 'client-to-server': [], 'server-to-client': [] };
@@ -284,6 +312,7 @@ class Connection implements ProxyConnection {
 
   #receive(direction: Direction, chunk: Buffer): void {
     if (!this.open || this.stalled) return;
+    const chunkNumber = ++this.#chunks[direction];
     for (const frame of this.#framers[direction].push(chunk)) {
       if (!this.open || this.stalled) return;
       this.messages[direction]++;
@@ -294,7 +323,9 @@ class Connection implements ProxyConnection {
         bytes: frame.bytes,
         connection: this,
         index: this.messages[direction],
+        chunk: chunkNumber,
       };
+      this.owner.observe(message);
       const matched = this.owner.match(message);
       const action = matched?.rule.action;
       if (matched === undefined || action === undefined) {
@@ -312,11 +343,13 @@ class Connection implements ProxyConnection {
       } else if (action === 'stall') {
         this.stall();
         return;
+      } else if (typeof action === 'object' && 'rewrite' in action) {
+        this.#forward(direction, rewritten(frame, action.rewrite));
       } else if (action === 'hold') {
         const open = this.#gate(direction, frame);
         if (matched.released) open();
         else matched.holds.push(open);
-      } else {
+      } else if ('delayMs' in action) {
         const open = this.#gate(direction, frame);
         const timer = setTimeout(() => {
           this.#timers.delete(timer);
@@ -434,6 +467,7 @@ class ProxyImpl implements FaultProxy {
   #sockets = new Set<net.Socket>();
   #lingering = new Set<NodeJS.Timeout>();
   #fault: Installed | null = null;
+  #recorders = new Set<ProxyMessage[]>();
   #nextId = 0;
   accepted = 0;
   port = 0;
@@ -471,6 +505,16 @@ class ProxyImpl implements FaultProxy {
     if (fault.count === 1) fault.resolve(message);
     if (--fault.remaining <= 0 && this.#fault === fault) this.#fault = null;
     return fault;
+  }
+
+  observe(message: ProxyMessage): void {
+    for (const messages of this.#recorders) messages.push(message);
+  }
+
+  record(): { readonly messages: readonly ProxyMessage[]; stop(): void } {
+    const messages: ProxyMessage[] = [];
+    this.#recorders.add(messages);
+    return { messages, stop: () => this.#recorders.delete(messages) };
   }
 
   forget(connection: Connection): void {

@@ -1,4 +1,4 @@
-import { type Database, sql } from '../../src/index.js';
+import { type Database, sql } from 'txscope';
 
 /** An auto-increment primary key column's type in the database's dialect, as a fragment. */
 export function idColumn(db: Database) {

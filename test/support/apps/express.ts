@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import express from 'express';
-import { middleware } from '../../../src/express/index.js';
-import type { Database } from '../../../src/index.js';
+import type { Database } from 'txscope';
+import { middleware } from 'txscope/express';
 import { listen } from './listen.js';
 import { orders, type RunningApp, routes, scopeOptions } from './service.js';
 

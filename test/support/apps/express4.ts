@@ -1,5 +1,5 @@
 import express4 from 'express4';
-import type { Database } from '../../../src/index.js';
+import type { Database } from 'txscope';
 import { startExpress } from './express.js';
 import type { RunningApp } from './service.js';
 

@@ -1,6 +1,6 @@
 import Fastify from 'fastify';
-import { plugin } from '../../../src/fastify/index.js';
-import type { Database } from '../../../src/index.js';
+import type { Database } from 'txscope';
+import { plugin } from 'txscope/fastify';
 import { running } from './listen.js';
 import { orders, type RequestBody, type RunningApp, routes, scopeOptions } from './service.js';
 

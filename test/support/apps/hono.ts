@@ -1,7 +1,7 @@
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
-import { middleware } from '../../../src/hono/index.js';
-import type { Database } from '../../../src/index.js';
+import type { Database } from 'txscope';
+import { middleware } from 'txscope/hono';
 import { running } from './listen.js';
 import { orders, type RequestBody, type RunningApp, routes, scopeOptions } from './service.js';
 

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import Koa from 'koa';
-import type { Database } from '../../../src/index.js';
-import { middleware } from '../../../src/koa/index.js';
+import type { Database } from 'txscope';
+import { middleware } from 'txscope/koa';
 import { listen } from './listen.js';
 import { orders, type RequestBody, type RunningApp, routes, scopeOptions } from './service.js';
 

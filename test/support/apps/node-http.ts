@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
-import { withScope } from '../../../src/http/index.js';
-import type { Database } from '../../../src/index.js';
+import type { Database } from 'txscope';
+import { withScope } from 'txscope/http';
 import { listen } from './listen.js';
 import { orders, type RequestBody, type RunningApp, routes, scopeOptions } from './service.js';
 

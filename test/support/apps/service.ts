@@ -4,7 +4,7 @@
  * `@Transactional()` boundaries, and the routes' handlers. The test controls the
  * handlers that wait (gates) and reads what happened to work they left behind (outcomes).
  */
-import { type Database, isTxScopeError, sql, Transactional } from '../../../src/index.js';
+import { type Database, isTxScopeError, sql, Transactional } from 'txscope';
 
 /** The application's database, set by each suite before its app starts. */
 export let db: Database;

@@ -2,8 +2,8 @@ import { asc } from 'drizzle-orm';
 import * as my from 'drizzle-orm/mysql-core';
 import * as pgc from 'drizzle-orm/pg-core';
 import * as lite from 'drizzle-orm/sqlite-core';
-import { createDrizzle } from '../../../src/drizzle/index.js';
-import type { Database } from '../../../src/index.js';
+import type { Database } from 'txscope';
+import { createDrizzle } from 'txscope/drizzle';
 import type { ClientCase, Repos } from './index.js';
 
 export const pgSchema = {

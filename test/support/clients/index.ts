@@ -2,7 +2,7 @@
  * The integration clients under test (Kysely, Drizzle, Prisma), each seen through the same
  * repositories, so test/integrations.test.ts runs one suite over all of them.
  */
-import { type Database, sql } from '../../../src/index.js';
+import { type Database, sql } from 'txscope';
 import type { DriverEnv } from '../drivers.js';
 import { idColumn } from '../schema.js';
 

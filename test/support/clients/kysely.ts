@@ -1,6 +1,6 @@
 import type { Generated } from 'kysely';
-import type { Database } from '../../../src/index.js';
-import { createKysely } from '../../../src/kysely/index.js';
+import type { Database } from 'txscope';
+import { createKysely } from 'txscope/kysely';
 import type { ClientCase, Repos } from './index.js';
 
 export interface KyselyDB {

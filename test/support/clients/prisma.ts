@@ -1,5 +1,5 @@
-import type { Database } from '../../../src/index.js';
-import { adapter } from '../../../src/prisma/index.js';
+import type { Database } from 'txscope';
+import { adapter } from 'txscope/prisma';
 import type { ClientCase, Repos } from './index.js';
 import { PrismaClient as MysqlClient } from './prisma/generated/mysql/client.js';
 import { PrismaClient as PostgresClient } from './prisma/generated/postgres/client.js';

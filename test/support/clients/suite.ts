@@ -4,8 +4,9 @@
  * parameterized by client and by driver; each client's file runs it (test/integrations.*.test.ts),
  * so the three run in parallel. Assertions are on what the database and the driver saw.
  */
+
+import { type Database, Transactional } from 'txscope';
 import { expect, it } from 'vitest';
-import { type Database, Transactional } from '../../../src/index.js';
 import { type DriverEnv, forEachDriver, type Probe } from '../drivers.js';
 import { type Client, type ClientCase, prepareSchema } from './index.js';
 

@@ -1,0 +1,3 @@
+/** `txscope/hono`: the Hono middleware. */
+export { type HonoContextLike, middleware, type ScopeMiddleware } from '../web/hono.js';
+export type { ScopeMiddlewareOptions } from '../web/scope.js';

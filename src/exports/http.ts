@@ -1,0 +1,3 @@
+/** `txscope/http`: a scope per request for plain `node:http`. */
+export { type WithScopeOptions, withScope } from '../web/http.js';
+export type { ScopeMiddlewareOptions } from '../web/scope.js';

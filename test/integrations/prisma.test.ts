@@ -1,0 +1,95 @@
+/** The shared integration scenarios (test/support/clients/suite.ts) for Prisma, and what only Prisma has. */
+
+import { adapter } from 'txscope/prisma';
+import { expect, it } from 'vitest';
+import { prepareSchema } from '../support/clients/index.js';
+import { prismaCase, prismaFor } from '../support/clients/prisma.js';
+import { integrationSuite } from '../support/clients/suite.js';
+
+integrationSuite(prismaCase, (env) => {
+  const users = async () =>
+    (await env.observe<{ name: string }>('select name from users order by id')).map((r) => r.name);
+
+  async function setup() {
+    const { db, probe } = env.createDb();
+    await prepareSchema(env, db);
+    const prisma = prismaFor(db);
+    await prisma.user.findMany();
+    probe.reset();
+    return { db, probe, prisma };
+  }
+
+  it('$queryRaw and $executeRaw join the ambient transaction', async () => {
+    const { db, probe, prisma } = await setup();
+    await expect(
+      db.transaction(async () => {
+        await prisma.$executeRaw`insert into users (name) values (${'raw'})`;
+        const rows = await prisma.$queryRaw<{ name: string; n: number }[]>`select name, 7 as n from users`;
+        expect(rows).toEqual([{ name: 'raw', n: 7 }]);
+        throw new Error('undo');
+      }),
+    ).rejects.toThrow('undo');
+    expect(await users()).toEqual([]);
+    expect(probe.acquires).toBe(1);
+  });
+
+  it('a unique violation is P2002 and rolls the transaction back', async () => {
+    const { db, prisma } = await setup();
+    await expect(
+      db.transaction(async () => {
+        await prisma.user.create({ data: { name: 'ada' } });
+        await prisma.user.create({ data: { name: 'ada' } });
+      }),
+    ).rejects.toMatchObject({ code: 'P2002' });
+    expect(await users()).toEqual([]);
+  });
+
+  it('the array form of $transaction is one txscope transaction', async () => {
+    const { db, probe, prisma } = await setup();
+    await prisma.$transaction([
+      prisma.user.create({ data: { name: 'a' } }),
+      prisma.audit.create({ data: { event: 'e' } }),
+    ]);
+    expect(await users()).toEqual(['a']);
+    expect(probe.statements.filter((s) => s === db.dialect.commit)).toHaveLength(1);
+    expect(probe.acquires).toBe(1);
+  });
+
+  it('the isolation level of $transaction reaches BEGIN', async () => {
+    const { db, probe, prisma } = await setup();
+    if (db.dialect.name === 'sqlite') return;
+    await prisma.$transaction(
+      async (tx) => {
+        await tx.user.findMany();
+      },
+      { isolationLevel: 'Serializable' },
+    );
+    for (const text of db.dialect.begin({ isolation: 'serializable', readOnly: false }))
+      expect(probe.statements).toContain(text);
+  });
+
+  // Known limitation, kept as a test so that a fix shows: Prisma merges findUnique calls issued in the
+  // same tick into one query, which runs in the async context of the first caller, here inside
+  // another context's transaction. The detached lookup sees a row that is not committed.
+  it.runIf(env.capabilities.observerIsolated && env.capabilities.multiConnection).fails(
+    'findUnique calls batched by Prisma keep to their own async context',
+    async () => {
+      const { db, prisma } = await setup();
+      let outside: unknown = 'not run';
+      await db
+        .transaction(async () => {
+          await prisma.user.create({ data: { name: 'uncommitted' } });
+          const inside = prisma.user.findUnique({ where: { name: 'uncommitted' } });
+          const detached = db.detached(() => prisma.user.findUnique({ where: { name: 'uncommitted' } }));
+          [, outside] = await Promise.all([inside, detached]);
+          throw new Error('undo');
+        })
+        .catch(() => {});
+      expect(outside).toBeNull();
+    },
+  );
+
+  it('adapter() rejects what is not a txscope database', () => {
+    expect(() => adapter({} as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));
+  });
+});
