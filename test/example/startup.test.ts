@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { EmbeddedPostgresError, startEmbeddedPostgres } from '../examples/user-service/src/embedded.js';
-import { startEmbeddedPostgres as startTestSetupPostgres } from './setup/embedded-postgres.js';
+import { EmbeddedPostgresError, startEmbeddedPostgres } from '../../examples/user-service/src/embedded.js';
+import { startEmbeddedPostgres as startTestSetupPostgres } from '../setup/embedded-postgres.js';
 import {
   buildExample,
   type Exited,
@@ -21,7 +21,7 @@ import {
   runExampleToExit,
   startExample,
   stopStrayExamples,
-} from './support/example-app.js';
+} from '../support/example-app.js';
 
 const isRoot = process.getuid?.() === 0;
 const scratch = mkdtempSync(join(tmpdir(), 'txscope-startup-'));
