@@ -81,9 +81,13 @@ export class TxScopeConnection implements DatabaseConnection {
     this.#run = run;
   }
 
-  async executeQuery<R>(compiled: CompiledQuery): Promise<KyselyQueryResult<R>> {
-    const result = await this.#run(() => this.db.query(compiled.sql, compiled.parameters));
-    return toKyselyResult<R>(this.db, result, compiled);
+  executeQuery<R>(compiled: CompiledQuery): Promise<KyselyQueryResult<R>> {
+    const run = this.#run;
+    const sent =
+      run === ambient
+        ? this.db.query(compiled.sql, compiled.parameters)
+        : run(() => this.db.query(compiled.sql, compiled.parameters));
+    return sent.then((result) => toKyselyResult<R>(this.db, result, compiled));
   }
 
   // txscope results arrive whole: a stream is the buffered result, handed out in chunks.

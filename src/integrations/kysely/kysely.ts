@@ -17,7 +17,7 @@ import {
 } from 'kysely';
 import type { Database } from '../../core/database.js';
 import { errors } from '../../errors.js';
-import { assertDatabase, type Runner } from '../shared.js';
+import { ambient, assertDatabase, type Runner } from '../shared.js';
 import { TxScopeConnection, TxScopeDialect, TxScopeDriver, toTransactionOptions } from './connection.js';
 
 /** Options of {@link createKysely}: Kysely's own, less the dialect (txscope's driver decides it). */
@@ -174,7 +174,9 @@ export function createKysely<DB>(db: Database, options: CreateKyselyOptions = {}
   const base = new Kysely<DB>({ dialect, ...options });
   const props: KyselyProps = {
     config: { dialect, ...options },
-    executor: base.getExecutor(),
+    // Its connections cost nothing to make: they are handed out at once, with no acquire or
+    // release round of promises (txscope takes the real connection itself, per statement).
+    executor: base.getExecutor().withConnectionProvider(new BoundConnectionProvider(db, ambient)),
     driver: new TxScopeDriver(db),
     dialect,
   };
