@@ -78,12 +78,13 @@ export function runStatement(
   return send(statement, connection).then(
     (result) => {
       on.taskSettled();
-      if (startedAt !== 0) observe(owner, { text: statement.text, startedAt });
+      if (startedAt !== 0) observe(owner, statement.text, performance.now() - startedAt);
       return owner.accept(result, statement, connection);
     },
     (error: unknown) => {
       on.taskSettled();
-      if (startedAt !== 0) observe(owner, { text: statement.text, startedAt, error });
+      if (startedAt !== 0)
+        observe(owner, statement.text, { durationMs: performance.now() - startedAt, error });
       if (statement.kind === 'statement') withCallerStack(error);
       return owner.reject(error, statement);
     },
@@ -122,7 +123,9 @@ export function runAfterBegin(
   const began = (): void => {
     begun = true;
     // BEGIN's time is inside the statement's it rode with: reported, not counted twice.
-    if (startedAt !== 0) for (const text of begin) observe(owner, { text, startedAt, shared: true });
+    if (startedAt !== 0)
+      for (const text of begin)
+        observe(owner, text, { durationMs: performance.now() - startedAt, shared: true });
     beginning.began();
   };
   let sent: Promise<DriverResult>;
@@ -133,41 +136,47 @@ export function runAfterBegin(
   }
   return sent.then(
     (result) => {
-      if (startedAt !== 0) observe(owner, { text: statement.text, startedAt });
+      if (startedAt !== 0) observe(owner, statement.text, performance.now() - startedAt);
       return owner.accept(result, statement, connection);
     },
     (error: unknown) => {
       if (!begun) {
-        if (startedAt !== 0) observe(owner, { text: begin[0] as string, startedAt, error });
+        if (startedAt !== 0)
+          observe(owner, begin[0] as string, { durationMs: performance.now() - startedAt, error });
         return beginning.beginFailed(error);
       }
-      if (startedAt !== 0) observe(owner, { text: statement.text, startedAt, error });
+      if (startedAt !== 0)
+        observe(owner, statement.text, { durationMs: performance.now() - startedAt, error });
       if (statement.kind === 'statement') withCallerStack(error);
       return owner.reject(error, statement);
     },
   );
 }
 
-/** A statement that settled, as `txscope:query` reports it (made only when someone reads time). */
-interface Observed {
-  readonly text: string;
-  readonly startedAt: number;
-  readonly error?: unknown;
-  /** Its time is part of another statement's (BEGIN sent with the first statement). */
-  readonly shared?: boolean;
-}
+/** How long a statement took; with how it failed, or that its time is another's, when so. */
+type Elapsed =
+  | number
+  | {
+      readonly durationMs: number;
+      readonly error?: unknown;
+      /** Its time is part of another statement's (BEGIN sent with the first statement). */
+      readonly shared?: boolean;
+    };
 
-function observe(owner: StatementOwner, observed: Observed): void {
-  const durationMs = performance.now() - observed.startedAt;
-  if (owner.session !== null && observed.shared !== true) owner.session.databaseMs += durationMs;
+/** Adds a statement's time to its scope and publishes `txscope:query`; called only when timed. */
+function observe(owner: StatementOwner, text: string, elapsed: Elapsed): void {
+  const durationMs = typeof elapsed === 'number' ? elapsed : elapsed.durationMs;
+  const shared = typeof elapsed === 'object' && elapsed.shared === true;
+  if (owner.session !== null && !shared) owner.session.databaseMs += durationMs;
   if (!channels.query.hasSubscribers) return;
+  const error = typeof elapsed === 'object' ? elapsed.error : undefined;
   const event: QueryEvent = {
     database: owner.engine.name,
-    text: observed.text,
+    text,
     durationMs,
     scopeId: owner.session?.id ?? null,
     transactionId: owner.transactionId,
-    ...(observed.error === undefined ? {} : { error: observed.error }),
+    ...(error === undefined ? {} : { error }),
   };
   channels.query.publish(event);
 }

@@ -110,24 +110,28 @@ export class Session implements ScopeInfo {
 }
 
 /** `db.scope(fn, options)`: a fresh session for `fn`, or the current one inside a scope. */
-export async function runScope<T>(
+export function runScope<T>(
   engine: Engine,
   fn: () => T | Promise<T>,
   options: ScopeOptions | undefined,
 ): Promise<T> {
   const closed = engine.closedError();
-  if (closed !== null) throw closed;
+  if (closed !== null) return Promise.reject(closed);
   const signal = options?.signal;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw errors.invalidOption('db.scope signal', 'an AbortSignal', signal);
+    return Promise.reject(errors.invalidOption('db.scope signal', 'an AbortSignal', signal));
   }
   const b = lookup(engine);
   if (b?.session) {
     const rejection = b.session.rejection();
-    if (rejection !== null) throw rejection;
-    return fn();
+    if (rejection !== null) return Promise.reject(rejection);
+    try {
+      return Promise.resolve(fn());
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
-  if (signal?.aborted) throw errors.scopeAborted(signal.reason);
+  if (signal?.aborted) return Promise.reject(errors.scopeAborted(signal.reason));
   const session = new Session();
   const binding = bind(engine, b, {
     session,
@@ -140,12 +144,23 @@ export async function runScope<T>(
     signal === undefined ? undefined : (): void => session.abort(errors.scopeAborted(signal.reason));
   if (onAbort !== undefined) signal?.addEventListener('abort', onAbort, { once: true });
   engine.activity.activeScopes++;
-  try {
-    return await runIn(binding, fn);
-  } finally {
+  // Ended as `fn` settles, either way; written as one continuation, the common case adds no turn.
+  const end = (): Promise<void> | undefined => {
     if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort);
     engine.activity.activeScopes--;
-    const ending = session.end();
-    if (ending !== undefined) await ending;
-  }
+    return session.end();
+  };
+  return runIn(binding, fn).then(
+    (result) => {
+      const ending = end();
+      return ending === undefined ? result : ending.then(() => result);
+    },
+    (error: unknown) => {
+      const ending = end();
+      if (ending === undefined) throw error;
+      return ending.then(() => {
+        throw error;
+      });
+    },
+  );
 }
