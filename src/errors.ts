@@ -61,7 +61,7 @@ export function isTxScopeError(err: unknown, code?: ErrorCode): err is TxScopeEr
 }
 
 /** A value as messages show it: strings quoted, functions named as such. */
-export function describeValue(value: unknown): string {
+function describeValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'function') return 'a function';
   if (typeof value === 'symbol') return value.toString();

@@ -41,7 +41,7 @@ export function reportBegin(subject: OutcomeSubject): void {
   );
 }
 
-export function transactionEvent(
+function transactionEvent(
   subject: OutcomeSubject,
   extra: Partial<TransactionEvent>,
 ): TransactionEvent {
