@@ -41,10 +41,7 @@ export function reportBegin(subject: OutcomeSubject): void {
   );
 }
 
-function transactionEvent(
-  subject: OutcomeSubject,
-  extra: Partial<TransactionEvent>,
-): TransactionEvent {
+function transactionEvent(subject: OutcomeSubject, extra: Partial<TransactionEvent>): TransactionEvent {
   return {
     database: subject.engine.name,
     scopeId: subject.session?.id ?? null,
