@@ -61,6 +61,13 @@ export interface Dialect {
   savepoint(name: string): string;
   releaseSavepoint(name: string): string;
   rollbackToSavepoint(name: string): string;
+  /**
+   * Optional: how a savepoint is made read-only (`begin`, sent right after SAVEPOINT) and, when
+   * its end does not undo that by itself, what restores it (`end`). Used for read-only
+   * boundaries inside a test transaction (`txscope/testing`), where no READ ONLY transaction
+   * can begin; without it such a boundary is not enforced as read-only.
+   */
+  readonly readOnlySavepoint?: { readonly begin: string; readonly end?: string };
   /** Isolation levels the database honours; asking for another is `ERR_INVALID_OPTION`. */
   readonly isolationLevels: readonly IsolationLevel[];
   /** False when the database answered COMMIT by rolling back (PostgreSQL's `ROLLBACK` tag). */

@@ -183,6 +183,15 @@ export const errors = {
     );
   },
 
+  testTransactionOpen(database: string): TxScopeError {
+    return error(
+      ErrorCode.EXISTING_TRANSACTION,
+      `a test transaction is already open on database "${database}" (two tests at once, such as ` +
+        'test.concurrent, or withRollback inside withRollback); run the tests of one database one at a ' +
+        'time in each process (test files in parallel are fine), and open one test transaction per test',
+    );
+  },
+
   incompatibleIsolation(asked: string, running: string): TxScopeError {
     return error(
       ErrorCode.INCOMPATIBLE_TRANSACTION,
@@ -208,6 +217,15 @@ export const errors = {
       ErrorCode.TRANSACTION_CLOSED,
       'this statement comes from a transaction that has already ended (a promise that was not awaited ' +
         'inside it?); await the work inside the transaction, or run it on purpose outside with db.detached(fn)',
+    );
+  },
+
+  testTransactionEnded(): TxScopeError {
+    return error(
+      ErrorCode.TRANSACTION_CLOSED,
+      'this statement comes after its test transaction was rolled back (a promise the test did not await, ' +
+        'or a request still running when the test ended); await that work inside the test, so that ' +
+        'it never lands in the next one',
     );
   },
 
@@ -242,11 +260,14 @@ export const errors = {
     );
   },
 
-  outsideScope(): TxScopeError {
+  outsideScope(underTest = false): TxScopeError {
     return error(
       ErrorCode.OUTSIDE_SCOPE,
       'strict mode: this statement runs outside any scope or transaction. Install the txscope middleware, or ' +
-        'wrap the work in db.scope(fn), db.transaction(fn) or db.detached(fn)',
+        'wrap the work in db.scope(fn), db.transaction(fn) or db.detached(fn)' +
+        (underTest
+          ? ' (a test body under rollbackAfterEach is outside any scope: wrap it in db.scope, or use withRollback)'
+          : ''),
     );
   },
 

@@ -13,9 +13,12 @@ import { Lease } from './lease.js';
 import type { Pin } from './pin.js';
 import type { HeldConnection } from './pool.js';
 import { backoffMs } from './retry.js';
+import { runRootFrame } from './root-frame.js';
 import { runJoined, runSavepoint } from './savepoint.js';
 import type { Session } from './scope.js';
+import { TestPin } from './test-transaction.js';
 import { Transaction } from './transaction.js';
+import { ownTransaction, type TransactionRole } from './transaction-state.js';
 
 /** One entry into a boundary, as its parts need it. */
 interface Entry<T> {
@@ -82,7 +85,7 @@ export function enterBoundary<T>(
       const suspended = bind(engine, b, {
         session,
         frame: null,
-        pin: null,
+        pin: b?.pin?.testing ? b.pin : null,
         held: [...entry.held, current.transaction.lease],
         detached: false,
       });
@@ -173,36 +176,65 @@ function retries(engine: Engine, retry: RetryOptions, attempt: number): (error: 
 }
 
 function runAttempt<T>(entry: Entry<T>, attempt: number): Promise<T> {
-  // A transaction inside db.connection(fn) runs on the pinned connection, one at a time.
-  const pin =
-    entry.held === noLeases && entry.binding?.pin && !entry.binding.pin.closed ? entry.binding.pin : null;
+  const pin = pinOf(entry);
   if (pin !== null) return runOnPin(entry, pin, attempt);
   const lease = new Lease(entry.engine, {
     held: entry.held,
     scopeId: entry.session?.id ?? null,
     ended: errors.transactionClosed,
   });
-  return runTransaction(entry, lease, attempt);
+  return runTransaction(entry, { lease, role: ownTransaction, pin: entry.binding?.pin ?? null }, attempt);
+}
+
+/**
+ * The pin a new transaction runs on: the `db.connection(fn)` pin of its context, or the test
+ * transaction, which every transaction of the database joins while it is open (even one begun by
+ * a context outside any scope).
+ */
+function pinOf(entry: Entry<unknown>): Pin | null {
+  const bound = entry.binding?.pin ?? null;
+  if (bound === null) return entry.engine.test;
+  if (bound.testing || (entry.held === noLeases && !bound.closed)) return bound;
+  return null;
 }
 
 async function runOnPin<T>(entry: Entry<T>, pin: Pin, attempt: number): Promise<T> {
+  // Under a test transaction, a boundary inside the work of the transaction whose turn it is
+  // (requires_new, or not_supported then required) nests in it as a savepoint: waiting for the
+  // turn its own caller holds would never end.
+  if (pin instanceof TestPin && entry.held.includes(pin.lease)) {
+    const refused = pin.refusal();
+    if (refused !== null) throw refused;
+    const enclosing = pin.holder ?? pin.transaction;
+    return runTransaction(entry, { lease: pin.lease, role: { kind: 'savepoint', enclosing }, pin }, attempt);
+  }
   const release = await pin.turns.take();
   try {
-    if (pin.lease.lost !== undefined) throw errors.connectionLost('pin', pin.lease.lost);
-    return await runTransaction(entry, pin.lease, attempt);
+    const refused = pin.refusal();
+    if (refused !== null) throw refused;
+    return await runTransaction(entry, { lease: pin.lease, role: pin.role, pin }, attempt);
   } finally {
     release();
   }
 }
 
-function runTransaction<T>(entry: Entry<T>, lease: Lease, attempt: number): Promise<T> {
+/** Where a transaction runs: its lease, what it is on that connection, and the pin it is inside. */
+interface Placement {
+  readonly lease: Lease;
+  readonly role: TransactionRole;
+  readonly pin: Pin | null;
+}
+
+function runTransaction<T>(entry: Entry<T>, placement: Placement, attempt: number): Promise<T> {
   const { engine, options, session } = entry;
+  const { lease, pin } = placement;
   const tx = new Transaction(engine, {
+    role: placement.role,
     lease,
     session,
     isolation: options.isolation,
     readOnly: options.readOnly ?? false,
-    ownsLease: entry.binding?.pin?.lease !== lease,
+    ownsLease: pin?.lease !== lease,
     racing: options.timeoutMs !== undefined || session !== null,
     timeoutMs: options.timeoutMs,
   });
@@ -211,9 +243,14 @@ function runTransaction<T>(entry: Entry<T>, lease: Lease, attempt: number): Prom
   const binding = bind(entry.engine, entry.binding, {
     session,
     frame: tx.root,
-    pin: entry.binding?.pin ?? null,
+    pin,
     held: entry.held,
     detached: false,
   });
-  return tx.run(entry.fn, binding, options.rollbackOn);
+  const run = { fn: entry.fn, binding, rollbackOn: options.rollbackOn };
+  if (!(pin instanceof TestPin) || pin.holder !== null) return runRootFrame(tx, run);
+  pin.holder = tx;
+  return runRootFrame(tx, run).finally(() => {
+    if (pin.holder === tx) pin.holder = null;
+  });
 }

@@ -166,9 +166,16 @@ export interface Database {
 
 const noValues: readonly unknown[] = Object.freeze([]);
 
+/** The engine behind a database `createDatabase` made, for `txscope/testing`; undefined for anything else. */
+export let engineOf: (db: unknown) => Engine | undefined = () => undefined;
+
 class TxScopeDatabase implements Database {
   readonly #engine: Engine;
   readonly #boundary: Boundary;
+
+  static {
+    engineOf = (db) => (typeof db === 'object' && db !== null && #engine in db ? db.#engine : undefined);
+  }
 
   constructor(engine: Engine, isDefault: boolean) {
     this.#engine = engine;
@@ -248,7 +255,8 @@ class TxScopeDatabase implements Database {
     const binding = bind(this.#engine, lookup(this.#engine), {
       session: null,
       frame: null,
-      pin: null,
+      // Under a test transaction, detached work joins it too, and never outlives it into the next test.
+      pin: this.#engine.test,
       held: noLeases,
       detached: true,
     });

@@ -15,6 +15,7 @@ import {
 } from '../options.js';
 import { Pool } from './pool.js';
 import { type StatementConnection, withoutTurns } from './runner.js';
+import type { TestPin } from './test-transaction.js';
 
 /** Counters of `db.stats()` that are not the pool's. */
 export interface ActivityCounts {
@@ -49,6 +50,8 @@ export class Engine {
     activeTransactions: 0,
     activeScopes: 0,
   };
+  /** The test transaction open on this database (`txscope/testing`), which every statement joins. */
+  test: TestPin | null = null;
   #closed = false;
   /** The dialect's BEGIN statements, made once per isolation level and access mode. */
   readonly #begin: (readonly string[] | undefined)[] = [];

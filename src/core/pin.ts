@@ -4,27 +4,57 @@
  * transactions begun in it run on the pinned connection, one at a time.
  */
 import type { DriverResult } from '../driver.js';
-import { errors } from '../errors.js';
+import { errors, type TxScopeError } from '../errors.js';
 import { bind, lookup, noLeases, runIn } from './context.js';
 import type { Engine } from './engine.js';
 import { Lease } from './lease.js';
 import type { HeldConnection } from './pool.js';
 import type { Statement, StatementOwner } from './runner.js';
 import type { Session } from './scope.js';
+import { ownTransaction, type TransactionRole } from './transaction-state.js';
 import { Turns } from './turns.js';
+
+/** Who holds a pin, and what a statement that comes after its end is told. */
+export interface PinOptions {
+  readonly session: Session | null;
+  readonly held: readonly HeldConnection[];
+  readonly ended: () => TxScopeError;
+}
 
 export class Pin implements StatementOwner {
   #closed = false;
   /** Transactions inside the pin take turns on its connection. */
   readonly turns = new Turns();
   readonly lease: Lease;
+  readonly session: Session | null;
 
   constructor(
     readonly engine: Engine,
-    readonly session: Session | null,
-    held: readonly HeldConnection[],
+    options: PinOptions,
   ) {
-    this.lease = new Lease(engine, { held, scopeId: session?.id ?? null, ended: errors.pinClosed });
+    this.session = options.session;
+    this.lease = new Lease(engine, {
+      held: options.held,
+      scopeId: options.session?.id ?? null,
+      ended: options.ended,
+    });
+  }
+
+  /** True for a test transaction's pin (`txscope/testing`). */
+  get testing(): boolean {
+    return false;
+  }
+
+  /** What a transaction begun inside the pin is on its connection. */
+  get role(): TransactionRole {
+    return ownTransaction;
+  }
+
+  /** Marks the pin closed; false when it already was. */
+  protected markClosed(): boolean {
+    if (this.#closed) return false;
+    this.#closed = true;
+    return true;
   }
 
   get transactionId(): null {
@@ -69,8 +99,7 @@ export class Pin implements StatementOwner {
 
   /** Ends the pin: its connection goes back once everything issued on it has settled. */
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (!this.markClosed()) return;
     await this.lease.settled();
     await this.lease.release(false);
   }
@@ -85,8 +114,14 @@ export async function runPinned<T>(engine: Engine, fn: () => T | Promise<T>): Pr
   const rejection = session?.rejection() ?? null;
   if (rejection !== null) throw rejection;
   if ((b?.frame && !b.frame.isClosed) || (b?.pin && !b.pin.closed)) return fn();
+  if (b?.pin?.testing) throw errors.testTransactionEnded();
   const held = b?.held ?? noLeases;
-  const pin = new Pin(engine, session, held);
+  const test = engine.test;
+  // Under a test transaction the one connection is its connection.
+  if (test !== null && !b?.pin) {
+    return runIn(bind(engine, b, { session, frame: null, pin: test, held, detached: false }), fn);
+  }
+  const pin = new Pin(engine, { session, held, ended: errors.pinClosed });
   session?.pinned(pin);
   const binding = bind(engine, b, { session, frame: null, pin, held, detached: false });
   try {

@@ -16,7 +16,7 @@ export function routeStatement(engine: Engine, statement: Statement): Promise<Dr
   if (closed !== null) return Promise.reject(closed);
   const b = lookup(engine);
   if (b === undefined) {
-    if (engine.strict) return Promise.reject(errors.outsideScope());
+    if (engine.strict) return Promise.reject(errors.outsideScope(engine.test !== null));
     return autocommit(engine, statement, undefined);
   }
   const session = b.session;
@@ -117,6 +117,8 @@ class PooledStatement implements StatementOwner {
 }
 
 function autocommit(engine: Engine, statement: Statement, from: Binding | undefined): Promise<DriverResult> {
+  const test = engine.test;
+  if (test !== null) return test.query(statement);
   const session = from?.session ?? null;
   const held = from?.held ?? noLeases;
   const pooled = engine.pooledConnection;

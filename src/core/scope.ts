@@ -136,7 +136,8 @@ export function runScope<T>(
   const binding = bind(engine, b, {
     session,
     frame: b?.frame ?? null,
-    pin: b?.pin ?? null,
+    // A scope begun under a test transaction keeps to it: what it sends after the test ended rejects.
+    pin: b?.pin ?? engine.test,
     held: b?.held ?? noLeases,
     detached: false,
   });

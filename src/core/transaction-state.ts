@@ -2,6 +2,7 @@
 import type { IsolationLevel } from '../driver.js';
 import type { Lease } from './lease.js';
 import type { Session } from './scope.js';
+import type { Transaction } from './transaction.js';
 
 export type TransactionState =
   /** Nothing sent and no connection taken: a transaction that runs no statement costs nothing. */
@@ -27,8 +28,24 @@ export function isOpen(phase: TransactionState['phase']): phase is OpenPhase {
   return phase === 'pending' || phase === 'beginning' || phase === 'active';
 }
 
+/**
+ * What a transaction is to its connection. Outside tests, every transaction is its own: BEGIN
+ * and COMMIT. Under `txscope/testing`, one test transaction holds the connection and is always
+ * rolled back, and each application boundary that would begin a transaction is a savepoint of it.
+ */
+export type TransactionRole =
+  /** BEGIN … COMMIT on a connection of its own, or on a `db.connection(fn)` pin's. */
+  | { readonly kind: 'transaction' }
+  /** A test transaction: always rolled back at its end, and no statement's error ends it early. */
+  | { readonly kind: 'test' }
+  /** An application boundary inside a test transaction: SAVEPOINT … RELEASE on `enclosing`'s connection. */
+  | { readonly kind: 'savepoint'; readonly enclosing: Transaction };
+
+export const ownTransaction: TransactionRole = Object.freeze({ kind: 'transaction' });
+
 /** What a transaction is begun with. */
 export interface TransactionSetup {
+  readonly role: TransactionRole;
   readonly lease: Lease;
   readonly session: Session | null;
   readonly isolation: IsolationLevel | undefined;

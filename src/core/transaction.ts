@@ -6,7 +6,6 @@
 import type { DriverConnection, DriverResult, IsolationLevel } from '../driver.js';
 import { errors, type TxScopeError } from '../errors.js';
 import { type BeginningTransaction, sendBegin } from './begin.js';
-import { type Binding, runIn } from './context.js';
 import { type Deferred, deferred } from './deferred.js';
 import type { Engine } from './engine.js';
 import { TransactionFrame } from './frame.js';
@@ -19,10 +18,10 @@ import {
   reasonOf,
   reportBegin,
   reportOutcome,
-  rollsBack,
 } from './outcome.js';
 import type { Statement } from './runner.js';
 import { openSavepoint } from './savepoint.js';
+import { openAsSavepoint, savepointEnded } from './savepoint-transaction.js';
 import type { ScopeTransaction, Session } from './scope.js';
 import {
   active,
@@ -30,6 +29,7 @@ import {
   committing,
   isOpen,
   pending,
+  type TransactionRole,
   type TransactionSetup,
   type TransactionState,
 } from './transaction-state.js';
@@ -49,6 +49,11 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
   readonly session: Session | null;
   readonly isolation: IsolationLevel | undefined;
   readonly ownsLease: boolean;
+  readonly role: TransactionRole;
+  /** A savepoint role's savepoint, named once SAVEPOINT has succeeded. */
+  savepointName: string | null = null;
+  /** A savepoint role's own statements in flight on the shared connection: only those are cancelled. */
+  #running = 0;
   /** Set on attempts of a `retry` transaction: true when `error` will be retried. */
   willRetry: (error: unknown) => boolean = neverRetried;
   #state: TransactionState = pending;
@@ -62,7 +67,8 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
   #done: Deferred<void> | null = null;
   #ending: Promise<void> | null = null;
   #deadline: NodeJS.Timeout | undefined;
-  readonly #racing: boolean;
+  /** Whether the root frame's work is raced against the transaction's failure (TransactionSetup.racing). */
+  readonly racing: boolean;
 
   constructor(
     readonly engine: Engine,
@@ -72,8 +78,9 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     this.session = setup.session;
     this.isolation = setup.isolation;
     this.ownsLease = setup.ownsLease;
-    this.#racing = setup.racing;
-    this.lease.transactionId = this.id;
+    this.role = setup.role;
+    this.racing = setup.racing;
+    if (setup.role.kind !== 'savepoint') this.lease.transactionId = this.id;
     if (setup.ownsLease) this.lease.readOnly = setup.readOnly;
     this.root = new TransactionFrame(this, null, { kind: 'root', readOnly: setup.readOnly });
     engine.activity.activeTransactions++;
@@ -119,7 +126,17 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     const unit = frame.unit;
     if (unit.kind === 'savepoint' && unit.savepoint.kind === 'unsent') openSavepoint(unit);
     else if (phase === 'pending') return this.#begin(statement);
+    if (this.role.kind === 'savepoint') return this.#counted(this.lease.send(this, statement));
     return this.lease.send(this, statement);
+  }
+
+  #counted(sent: Promise<DriverResult>): Promise<DriverResult> {
+    this.#running++;
+    const settle = (): void => {
+      this.#running--;
+    };
+    sent.then(settle, settle);
+    return sent;
   }
 
   refusal(): Error | null {
@@ -152,8 +169,11 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     if (failure !== null) throw failure;
     // The driver error goes to the caller unchanged; when it ended the transaction (a deadlock, a
     // lock-wait timeout), later statements reject with it too.
+    // A test transaction outlives its statements' errors, as autocommit would.
     const kind = this.engine.classify(error);
-    if (kind === 'retryable' || kind === 'transaction_aborted') this.fail(asError(error));
+    if ((kind === 'retryable' || kind === 'transaction_aborted') && this.role.kind !== 'test') {
+      this.fail(asError(error));
+    }
     throw error;
   }
 
@@ -162,6 +182,8 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     this.#beganAt = beginTime();
     this.session?.began(this);
     reportBegin(this);
+    const role = this.role;
+    if (role.kind === 'savepoint') return this.#counted(openAsSavepoint(this, role.enclosing, first));
     return this.lease.run(
       (connection) => sendBegin(this, connection, first),
       (error) => this.failWith(error),
@@ -214,6 +236,8 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
 
   /** A unique savepoint name within this transaction. */
   nextSavepointName(): string {
+    // Unique across the test transaction: MySQL drops an older savepoint of the same name.
+    if (this.role.kind === 'savepoint') return this.role.enclosing.nextSavepointName();
     return `txscope_sp_${++this.#savepoints}`;
   }
 
@@ -228,10 +252,11 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     this.#state = { phase: 'failed', error };
     if (this.#racers !== null) for (const reject of this.#racers) reject(error);
     const connection = this.lease.heldConnection;
-    if (this.lease.busy && connection !== null && this.lease.lost === undefined) {
+    const mine = this.role.kind !== 'savepoint' || this.#running > 0;
+    if (mine && this.lease.busy && connection !== null && this.lease.lost === undefined) {
       this.#cancelling = connection.cancel().catch((e: unknown) => this.engine.report('cancel', e, this.id));
     }
-    void this.#rollback(reasonOf(error));
+    void this.rollback(reasonOf(error));
   }
 
   /** Settles like `promise`, or rejects as soon as the transaction fails. */
@@ -245,57 +270,18 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     });
   }
 
-  // ---- the root frame ----
+  // ---- the end: commit or rollback ----
 
-  /**
-   * Runs the root frame's `fn` in `binding` and commits, or rolls back when it throws (unless
-   * `rollbackOn` says otherwise). beforeCommit callbacks run in `binding` too; the after-completion
-   * callbacks run outside it, in the caller's context.
-   */
-  async run<T>(
-    fn: () => T | Promise<T>,
-    binding: Binding,
-    rollbackOn: ((error: unknown) => boolean) | undefined,
-  ): Promise<T> {
-    let result: T;
-    try {
-      const work = runIn(binding, fn);
-      result = await (this.#racing ? this.race(work) : work);
-      const beforeCommit = this.root.callbacks?.beforeCommit;
-      if (beforeCommit !== undefined && beforeCommit.length > 0)
-        await this.#beforeCommit(beforeCommit, binding);
-    } catch (error) {
-      if (error !== this.failure && rollbackOn !== undefined && !rollsBack(rollbackOn, error)) {
-        await this.#commit();
-        throw error;
-      }
-      const failure = this.failure;
-      await this.#rollback(failure !== null && error === failure ? reasonOf(failure) : 'error', error);
-      throw error;
-    }
-    await this.#commit();
-    return result;
-  }
-
-  async #beforeCommit(callbacks: readonly (() => unknown)[], binding: Binding): Promise<void> {
-    // Callbacks may register more callbacks; walk by index so those run too.
-    for (let i = 0; i < callbacks.length; i++) {
-      const ran = runIn(binding, callbacks[i] as () => unknown);
-      await (this.#racing ? this.race(ran) : ran);
-      const failure = this.failure;
-      if (failure !== null) throw failure;
-    }
-  }
-
-  #commit(): Promise<void> {
+  /** Commits, or rolls back when the transaction failed or can only roll back. */
+  commit(): Promise<void> {
     const failure = this.failure;
     if (failure !== null) {
-      return this.#rollback('failure').then(() => {
+      return this.rollback('failure').then(() => {
         throw failure;
       });
     }
     if (this.root.rollbackOnly) {
-      return this.#rollback('rollback_only').then(() => {
+      return this.rollback('rollback_only').then(() => {
         throw errors.rollbackOnly('joined_frame_failed');
       });
     }
@@ -309,7 +295,9 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
   #sendCommit(): Promise<void> {
     // A connection the driver already knows is dead gets no COMMIT: then nothing was committed.
     const sent = this.lease.heldConnection?.status() !== 'closed';
-    return this.lease.send(this, { text: this.engine.dialect.commit, values: noValues, kind: 'commit' }).then(
+    const name = this.savepointName;
+    const text = name === null ? this.engine.dialect.commit : this.engine.dialect.releaseSavepoint(name);
+    return this.lease.send(this, { text, values: noValues, kind: 'commit' }).then(
       (result) => {
         if (this.engine.dialect.committed(result)) return this.#finish('committed');
         return this.#finish('rolled_back', 'commit_rolled_back')?.then(rollbackOnly) ?? rollbackOnly();
@@ -334,7 +322,7 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
   }
 
   /** Rolls back (once, whoever asks first), after the statements in flight; then finishes. */
-  #rollback(reason: RollbackReason, error?: unknown): Promise<void> {
+  rollback(reason: RollbackReason, error?: unknown): Promise<void> {
     this.#ending ??= this.#rollbackOnce(reason, error ?? this.failure ?? undefined);
     return this.#ending;
   }
@@ -344,19 +332,25 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     if (this.#beganAt !== null && this.lease.lost === undefined) await this.lease.settled();
     // A cancel that arrived late would hit ROLLBACK, or the next borrower's statement.
     if (this.#cancelling !== null) await this.#cancelling;
-    if (this.lease.heldConnection !== null && this.lease.lost === undefined) {
+    const text = this.#rollbackText();
+    if (text !== null && this.lease.heldConnection !== null && this.lease.lost === undefined) {
       try {
-        await this.lease.send(this, {
-          text: this.engine.dialect.rollback,
-          values: noValues,
-          kind: 'control',
-        });
+        await this.lease.send(this, { text, values: noValues, kind: 'control' });
       } catch (e) {
         this.lease.lost ??= e;
         this.engine.report('rollback', e, this.id);
       }
     }
     await this.#finish('rolled_back', reason, error);
+  }
+
+  /** ROLLBACK, or for a savepoint role ROLLBACK TO its savepoint; null when there is nothing to undo. */
+  #rollbackText(): string | null {
+    const role = this.role;
+    if (role.kind !== 'savepoint') return this.engine.dialect.rollback;
+    const name = this.savepointName;
+    if (name === null || role.enclosing.isOver) return null;
+    return this.engine.dialect.rollbackToSavepoint(name);
   }
 
   /** `status` null: unknown, the connection was lost while COMMIT was in flight. */
@@ -370,6 +364,7 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     this.engine.activity.activeTransactions--;
     if (this.#deadline !== undefined) clearTimeout(this.#deadline);
     this.session?.ended(this);
+    if (this.role.kind === 'savepoint') savepointEnded(this, this.role.enclosing);
     const released = this.ownsLease || this.lease.lost !== undefined ? this.lease.release(false) : undefined;
     if (released !== undefined) return released.then(() => this.#completed(status, reason, error));
     return this.#completed(status, reason, error);

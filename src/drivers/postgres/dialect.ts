@@ -17,6 +17,8 @@ export const postgresDialect: Dialect = {
   commit: 'COMMIT',
   rollback: 'ROLLBACK',
   ...standardSavepoints,
+  // Lasts to the savepoint's end: RELEASE and ROLLBACK TO both restore the read-write mode.
+  readOnlySavepoint: { begin: 'SET LOCAL transaction_read_only = on' },
   isolationLevels,
   // PostgreSQL answers COMMIT of an aborted transaction with the ROLLBACK tag, not an error.
   committed: (result: DriverResult) =>

@@ -21,6 +21,8 @@ export const sqliteDialect: Dialect = {
   commit: 'COMMIT',
   rollback: 'ROLLBACK',
   ...standardSavepoints,
+  // A connection setting, not a transaction's: turned off again by hand at the savepoint's end.
+  readOnlySavepoint: { begin: QUERY_ONLY_ON, end: QUERY_ONLY_OFF },
   isolationLevels: ['serializable'] as IsolationLevel[],
   committed: () => true,
 };
