@@ -11,14 +11,7 @@ import type { Engine } from './engine.js';
 import { TransactionFrame } from './frame.js';
 import type { CompletionStatus } from './hooks.js';
 import type { Lease } from './lease.js';
-import {
-  asError,
-  beginTime,
-  type RollbackReason,
-  reasonOf,
-  reportBegin,
-  reportOutcome,
-} from './outcome.js';
+import { asError, beginTime, type RollbackReason, reasonOf, reportBegin, reportOutcome } from './outcome.js';
 import type { Statement } from './runner.js';
 import { openSavepoint } from './savepoint.js';
 import { openAsSavepoint, savepointEnded } from './savepoint-transaction.js';

@@ -98,5 +98,8 @@ function globalHooks(): TestHooks {
         'globals or run under Jest; with node:test, wrap each test in withRollback(db, fn)',
     );
   }
-  return { beforeEach: beforeEach as TestHooks['beforeEach'], afterEach: afterEach as TestHooks['afterEach'] };
+  return {
+    beforeEach: beforeEach as TestHooks['beforeEach'],
+    afterEach: afterEach as TestHooks['afterEach'],
+  };
 }

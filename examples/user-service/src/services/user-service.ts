@@ -1,5 +1,7 @@
 import { Transactional } from 'txscope';
+import { db } from '../db.js';
 import { HttpError } from '../errors.js';
+import { mailer } from '../mailer.js';
 import { recordAudit } from '../repositories/audit.js';
 import { insertProfile } from '../repositories/profiles.js';
 import { findUser, insertUser, type User } from '../repositories/users.js';
@@ -25,6 +27,8 @@ export class UserService {
     }
     await insertProfile(user.id, input.bio);
     await recordAudit(user.id, 'user.signed_up');
+    // Only once the sign-up has committed: a rolled-back sign-up sends nothing.
+    db.afterCommit(() => mailer.send({ to: input.email, subject: `Welcome, ${input.name}` }));
     return { ...user, bio: input.bio };
   }
 
