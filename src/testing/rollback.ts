@@ -9,11 +9,18 @@ import type { Engine } from '../core/engine.js';
 import { openTestTransaction, type TestPin } from '../core/test-transaction.js';
 import { errors } from '../errors.js';
 
-/** The test runner's per-test hooks: vitest's or Jest's `beforeEach` and `afterEach`. */
-export interface TestHooks {
-  beforeEach(fn: () => unknown): unknown;
-  afterEach(fn: () => unknown): unknown;
-}
+/**
+ * The test runner's per-test hooks: vitest's or Jest's `beforeEach` and `afterEach`, or vitest's
+ * `aroundEach`, which runs each test inside the test transaction's async context (so a statement
+ * the test sends after its end rejects, and strict mode sees the test body as in a scope).
+ */
+export type TestHooks =
+  | {
+      beforeEach(fn: () => unknown): unknown;
+      afterEach(fn: () => unknown): unknown;
+      aroundEach?: undefined;
+    }
+  | { aroundEach(fn: (runTest: () => Promise<void>) => Promise<void>): unknown };
 
 function engineOfDatabase(db: Database, call: string): Engine {
   const engine = engineOf(db);
@@ -58,8 +65,8 @@ export async function withRollback<T>(db: Database, fn: () => T | Promise<T>): P
 
 /**
  * Runs every test of the file inside a test transaction rolled back after it (see
- * {@link withRollback}). Uses the runner's global `beforeEach`/`afterEach` (vitest with
- * `globals: true`, Jest), or the ones passed in.
+ * {@link withRollback}). Uses the hooks passed in (vitest's `aroundEach`, or `beforeEach` and
+ * `afterEach`), else the runner's global `beforeEach`/`afterEach` (Jest, vitest with `globals: true`).
  *
  * @example
  * ```ts
@@ -76,7 +83,12 @@ export async function withRollback<T>(db: Database, fn: () => T | Promise<T>): P
  */
 export function rollbackAfterEach(db: Database, hooks?: TestHooks): void {
   const engine = engineOfDatabase(db, 'rollbackAfterEach(db, hooks?)');
-  const { beforeEach, afterEach } = hooks ?? globalHooks();
+  const runner = hooks ?? globalHooks();
+  if (runner.aroundEach !== undefined) {
+    runner.aroundEach((runTest) => withRollback(db, runTest));
+    return;
+  }
+  const { beforeEach, afterEach } = runner;
   let open: TestPin | null = null;
   beforeEach(() => {
     open = openTestTransaction(engine);
@@ -88,18 +100,17 @@ export function rollbackAfterEach(db: Database, hooks?: TestHooks): void {
   });
 }
 
+type PerTestHook = (fn: () => unknown) => unknown;
+
 function globalHooks(): TestHooks {
   const scope = globalThis as { beforeEach?: unknown; afterEach?: unknown };
   const { beforeEach, afterEach } = scope;
   if (typeof beforeEach !== 'function' || typeof afterEach !== 'function') {
     throw errors.invalidArgument(
       'rollbackAfterEach(db, hooks?)',
-      "the test runner's hooks: pass { beforeEach, afterEach } (imported from 'vitest'), or enable vitest's " +
+      "the test runner's hooks: pass { aroundEach } or { beforeEach, afterEach } (imported from 'vitest'), or enable vitest's " +
         'globals or run under Jest; with node:test, wrap each test in withRollback(db, fn)',
     );
   }
-  return {
-    beforeEach: beforeEach as TestHooks['beforeEach'],
-    afterEach: afterEach as TestHooks['afterEach'],
-  };
+  return { beforeEach: beforeEach as PerTestHook, afterEach: afterEach as PerTestHook };
 }

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { sql } from 'txscope';
 import { rollbackAfterEach } from 'txscope/testing';
-import { afterAll, afterEach, beforeAll, beforeEach, expect, it } from 'vitest';
+import { afterAll, afterEach, aroundEach, beforeAll, beforeEach, expect, it } from 'vitest';
 import { freshPgDatabase } from '../support/databases.js';
 import { buildExample } from '../support/example-app.js';
 
@@ -44,7 +44,8 @@ if (truncating) {
     }),
   );
 } else {
-  rollbackAfterEach(db, { beforeEach, afterEach });
+  // aroundEach runs each test inside its test transaction: the test body may query the strict db.
+  rollbackAfterEach(db, { aroundEach });
 }
 
 let server: Server;
@@ -101,13 +102,13 @@ it('a duplicate email answers 409, keeps the first user and sends no second emai
   const duplicate = await call('POST', '/users', { email: 'bob@example.com', name: 'Bobby' });
   expect(duplicate.status).toBe(409);
   expect(duplicate.json).toMatchObject({ field: 'email' });
-  const { rows } = await db.scope(() => db.query<{ name: string }>(sql`select name from users`));
+  const { rows } = await db.query<{ name: string }>(sql`select name from users`);
   expect(rows).toEqual([{ name: 'Bob' }]);
   expect(mailer.sent).toHaveLength(1);
 });
 
 it('starts from a clean database: nothing of the tests before it is left', async () => {
-  const { rows } = await db.scope(() => db.query<{ n: number }>(sql`select count(*)::int as n from users`));
+  const { rows } = await db.query<{ n: number }>(sql`select count(*)::int as n from users`);
   expect(rows[0]?.n).toBe(0);
 });
 
@@ -134,6 +135,6 @@ it('concurrent transfers take turns inside the test and conserve the total', asy
 it('bad input gets a 400 naming the field at fault, and nothing is written', async () => {
   expect((await call('POST', '/users', { email: 'nope', name: 'x' })).json).toMatchObject({ field: 'email' });
   expect((await call('POST', '/transfers', { from: 1, to: 2, amount: -5 })).status).toBe(400);
-  const { rows } = await db.scope(() => db.query<{ n: number }>(sql`select count(*)::int as n from users`));
+  const { rows } = await db.query<{ n: number }>(sql`select count(*)::int as n from users`);
   expect(rows[0]?.n).toBe(0);
 });

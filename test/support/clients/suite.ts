@@ -6,6 +6,7 @@
  */
 
 import { type Database, Transactional } from 'txscope';
+import { withRollback } from 'txscope/testing';
 import { expect, it } from 'vitest';
 import { type DriverEnv, forEachDriver, type Probe } from '../drivers.js';
 import { type Client, type ClientCase, prepareSchema } from './index.js';
@@ -210,5 +211,23 @@ function suite(client: ClientCase, env: DriverEnv): void {
     expect(probe.checkedOut).toBe(0);
     expect(probe.releases).toBe(probe.acquires);
     expect(await count('orders')).toBe(1);
+  });
+
+  it('inside a test transaction (txscope/testing): repositories and the library’s own transaction join it, nothing is committed', async () => {
+    const { db, probe, c } = await setup();
+    await withRollback(db, async () => {
+      const id = await c.repos.createUser('in a test');
+      await c.ownTransaction(async (tx) => {
+        await tx.addOrder(id, 5);
+        await tx.audit('own transaction');
+      });
+      expect(await c.repos.userNames()).toEqual(['in a test']);
+      if (isolated) expect(await count('users')).toBe(0);
+    });
+    expect(probe.acquires).toBe(1);
+    expect(probe.statements.filter((s) => /^SAVEPOINT/i.test(s)).length).toBeGreaterThan(0);
+    expect(await c.repos.userNames()).toEqual([]);
+    expect(await count('orders')).toBe(0);
+    expect(await count('audit')).toBe(0);
   });
 }
