@@ -37,6 +37,8 @@ const { mailer } = (await import(
 )) as typeof import('../../examples/user-service/src/mailer.js');
 
 if (truncating) {
+  // What users do without test transactions: each test in a scope of its own, the tables emptied after it.
+  aroundEach((runTest) => db.scope(runTest));
   afterEach(() =>
     db.detached(async () => {
       await db.query(sql`truncate users, profiles, audit_log restart identity cascade`);
