@@ -180,6 +180,7 @@ forEachDriver('scope and routing', (env) => {
       // Starts its work when `then` is first called, as a Prisma or Knex query does.
       const lazy = (work: () => Promise<unknown>) => ({
         label: 'lazy',
+        // biome-ignore lint/suspicious/noThenProperty: a lazy thenable on purpose, as a Prisma query is
         then: (done: (value: unknown) => unknown, failed: (error: unknown) => unknown) =>
           work().then(done, failed),
       });
