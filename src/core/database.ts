@@ -17,6 +17,7 @@ import { bind, lookup, noLeases, storage } from './context.js';
 import { type Boundary, type TransactionalDecorator, transactionalDecorator } from './decorator.js';
 import { type ActivityCounts, Engine } from './engine.js';
 import { type CompletionStatus, registerHook } from './hooks.js';
+import { bindLazy } from './lazy.js';
 import { runPinned } from './pin.js';
 import type { ConnectionCounts } from './pool.js';
 import { claimDefault, releaseDefault } from './registry.js';
@@ -102,7 +103,9 @@ export interface Database {
    */
   connection<T>(fn: () => T | Promise<T>): Promise<T>;
   /**
-   * Runs `fn` outside any scope and transaction: work meant to outlive the request.
+   * Runs `fn` outside any scope and transaction: work meant to outlive the request. A lazy
+   * thenable `fn` returns (a Prisma query, which starts only when awaited) runs detached too,
+   * wherever it is awaited.
    *
    * @example
    * ```ts
@@ -260,7 +263,8 @@ class TxScopeDatabase implements Database {
       held: noLeases,
       detached: true,
     });
-    return storage.run(binding, fn);
+    // A lazy thenable (a Prisma query) starts where it is awaited: bound, it still runs detached.
+    return bindLazy(binding, storage.run(binding, fn));
   }
 
   bind<A extends unknown[], R>(fn: (...args: A) => R): (...args: A) => R {

@@ -172,6 +172,31 @@ forEachDriver('scope and routing', (env) => {
     expect(db.stats().checkedOut).toBe(0);
   });
 
+  it.runIf(env.capabilities.multiConnection)(
+    'rule 9: a lazy thenable from db.detached (a Prisma query) runs detached where it is awaited',
+    async () => {
+      const { db } = env.createDb();
+      await itemsTable(db);
+      // Starts its work when `then` is first called, as a Prisma or Knex query does.
+      const lazy = (work: () => Promise<unknown>) => ({
+        label: 'lazy',
+        // biome-ignore lint/suspicious/noThenProperty: a lazy thenable on purpose, as a Prisma query is
+        then: (done: (value: unknown) => unknown, failed: (error: unknown) => unknown) =>
+          work().then(done, failed),
+      });
+      await expect(
+        db.transaction(async () => {
+          await insertItem(db, 'rolled back');
+          const query = db.detached(() => lazy(() => insertItem(db, 'detached')));
+          expect(query.label).toBe('lazy');
+          await query;
+          throw new Error('undo');
+        }),
+      ).rejects.toThrow('undo');
+      expect(await tags()).toEqual(['detached']);
+    },
+  );
+
   it('rule 17: strict mode rejects statements outside any scope or transaction', async () => {
     const { db, probe } = env.createDb({ strict: true });
     await itemsTable(db);

@@ -26,13 +26,13 @@ import { startFastify } from '../support/apps/fastify.js';
 import { startHono } from '../support/apps/hono.js';
 import { startKoa } from '../support/apps/koa.js';
 import { listen, running } from '../support/apps/listen.js';
-import { compileNestFixture, startNest } from '../support/apps/nestjs.js';
+import { compileNestFixture, nestMajor, startNest } from '../support/apps/nestjs.js';
 import { startNodeHttp } from '../support/apps/node-http.js';
 import { gates, type Mine, outcomes, type RunningApp, useDatabase } from '../support/apps/service.js';
 import { type FreshDatabase, freshPgDatabase } from '../support/databases.js';
 import { instrument, type Probe, until } from '../support/drivers.js';
 
-const frameworks: [string, (db: Database) => Promise<RunningApp>][] = [
+const allFrameworks: [string, (db: Database) => Promise<RunningApp>][] = [
   ['express5', startExpress],
   ['express4', startExpress4],
   ['koa', startKoa],
@@ -42,6 +42,9 @@ const frameworks: [string, (db: Database) => Promise<RunningApp>][] = [
   ['nestjs-fastify', (db) => startNest(db, 'fastify')],
   ['node-http', startNodeHttp],
 ];
+// vitest.nestjs11.config.ts runs this file again on NestJS 11: then only what involves NestJS.
+const nestOnly = process.env.TXSCOPE_NESTJS_MAJOR !== undefined;
+const frameworks = allFrameworks.filter(([name]) => !nestOnly || name.startsWith('nestjs-'));
 
 const POOL_MAX = 5;
 const TIMING = /^db;dur=\d+\.\d;desc="(\d+) quer(?:y|ies), (\d+) tx"$/;
@@ -265,7 +268,7 @@ describe.each(frameworks)('%s', (name, start) => {
   });
 });
 
-describe('adapter details', () => {
+describe.skipIf(nestOnly)('adapter details', () => {
   let db: Database;
 
   beforeAll(() => {
@@ -430,17 +433,6 @@ describe('adapter details', () => {
     expect(db.stats().activeScopes).toBe(0);
   });
 
-  it('NestJS: an application context without HTTP starts with the module and installs nothing', async () => {
-    const context = await NestFactory.createApplicationContext(TxScopeModule.forRoot({ db }), {
-      logger: false,
-    });
-    try {
-      expect(context.get(TXSCOPE_DATABASE)).toBe(db);
-    } finally {
-      await context.close();
-    }
-  });
-
   it("docs/frameworks.md's web framework recipes are exactly the ones the type check compiles", () => {
     // The page is one subject, web frameworks: every ```ts block on it is a recipe.
     const docs = readFileSync(new URL('../../docs/frameworks.md', import.meta.url), 'utf8');
@@ -455,5 +447,40 @@ describe('adapter details', () => {
       );
     expect(recipes).toHaveLength(6);
     expect([...blocks].sort()).toEqual([...recipes].sort());
+  });
+});
+
+describe(`NestJS ${nestMajor}`, () => {
+  let db: Database;
+
+  beforeAll(() => {
+    db = createDatabase({ driver: pg({ connectionString: fresh.url, max: 2 }), name: 'nest' });
+  });
+
+  afterAll(async () => {
+    await db?.close();
+  });
+
+  it('the Nest packages loaded are the version under test', async () => {
+    const versions = await Promise.all(
+      [
+        import('@nestjs/common/package.json'),
+        import('@nestjs/core/package.json'),
+        import('@nestjs/platform-express/package.json'),
+        import('@nestjs/platform-fastify/package.json'),
+      ].map(async (manifest) => Number((await manifest).default.version.split('.')[0])),
+    );
+    expect(versions).toEqual([nestMajor, nestMajor, nestMajor, nestMajor]);
+  });
+
+  it('an application context without HTTP starts with the module and installs nothing', async () => {
+    const context = await NestFactory.createApplicationContext(TxScopeModule.forRoot({ db }), {
+      logger: false,
+    });
+    try {
+      expect(context.get(TXSCOPE_DATABASE)).toBe(db);
+    } finally {
+      await context.close();
+    }
   });
 });

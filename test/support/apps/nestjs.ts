@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
@@ -14,21 +14,26 @@ const root = fileURLToPath(new URL('../../..', import.meta.url));
 let compiled: Promise<typeof CreateNestApp> | undefined;
 
 /**
+ * The NestJS major version the fixtures run on: 12 from the root's node_modules, or 11 under
+ * vitest.nestjs11.config.ts, which resolves `@nestjs/*` to test/fixtures/nestjs11.
+ */
+export const nestMajor: 11 | 12 = process.env.TXSCOPE_NESTJS_MAJOR === '11' ? 11 : 12;
+const fixtureProject = nestMajor === 11 ? 'test/fixtures/nestjs11' : 'test/fixtures/nestjs';
+
+/**
  * Vitest's transformer cannot compile legacy decorators: tsc compiles the fixture (once per
- * test file) with experimentalDecorators and emitDecoratorMetadata, as Nest apps are built.
- * A type error there fails here, with tsc's output.
+ * test file) with experimentalDecorators and emitDecoratorMetadata, as Nest apps are built,
+ * against the types of the NestJS version under test. A type error there fails here, with tsc's output.
  */
 export function compileNestFixture(): Promise<typeof CreateNestApp> {
   compiled ??= (async () => {
     try {
-      await promisify(execFile)(`${root}node_modules/.bin/tsc`, ['-p', 'test/fixtures/nestjs'], {
-        cwd: root,
-      });
+      await promisify(execFile)(`${root}node_modules/.bin/tsc`, ['-p', fixtureProject], { cwd: root });
     } catch (error) {
       const { stdout = '' } = error as { stdout?: string };
-      throw new Error(`tsc -p test/fixtures/nestjs failed:\n${stdout}`, { cause: error });
+      throw new Error(`tsc -p ${fixtureProject} failed:\n${stdout}`, { cause: error });
     }
-    const url = new URL('../../fixtures/nestjs/out/test/fixtures/nestjs/app.js', import.meta.url);
+    const url = pathToFileURL(`${root}${fixtureProject}/out/test/fixtures/nestjs/app.js`);
     return ((await import(url.href)) as { createNestApp: typeof CreateNestApp }).createNestApp;
   })();
   return compiled;
