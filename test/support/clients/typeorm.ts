@@ -4,7 +4,7 @@
  * emitDecoratorMetadata, as TypeORM projects are built, since vitest's transformer cannot.
  */
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import type { Database } from 'txscope';
 import { createDataSource } from 'txscope/typeorm';
@@ -56,18 +56,21 @@ export interface Repositories {
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 let compiled: Promise<TypeormFixture> | undefined;
 
-/** Compiles the fixture once per test file (incremental) and imports it. */
+/**
+ * Compiles the fixture once per test file (incremental) and imports it. Each vitest worker has an
+ * output folder of its own: test files running at once never read each other's half-written output.
+ */
 export function typeormFixture(): Promise<TypeormFixture> {
   compiled ??= (async () => {
+    const out = `test/fixtures/typeorm/out/worker-${process.env.VITEST_POOL_ID ?? '0'}`;
+    const args = ['-p', 'test/fixtures/typeorm', '--outDir', out, '--tsBuildInfoFile', `${out}/.tsbuildinfo`];
     try {
-      await promisify(execFile)(`${root}node_modules/.bin/tsc`, ['-p', 'test/fixtures/typeorm'], {
-        cwd: root,
-      });
+      await promisify(execFile)(`${root}node_modules/.bin/tsc`, args, { cwd: root });
     } catch (error) {
       const { stdout = '' } = error as { stdout?: string };
       throw new Error(`tsc -p test/fixtures/typeorm failed:\n${stdout}`, { cause: error });
     }
-    const url = new URL('../../fixtures/typeorm/out/test/fixtures/typeorm/entities.js', import.meta.url);
+    const url = pathToFileURL(`${root}${out}/test/fixtures/typeorm/entities.js`);
     return (await import(url.href)) as TypeormFixture;
   })();
   return compiled;
