@@ -259,3 +259,22 @@ function begins(db: Database, probe: Probe): number {
   const begin = db.dialect.begin({ isolation: undefined, readOnly: false })[0];
   return probe.statements.filter((s) => s === begin).length;
 }
+
+it('every row of the migration table names a test that exists', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const read = (path: string) => readFile(new URL(path, import.meta.url), 'utf8');
+  const doc = await read('../../docs/migrating-from-typeorm-transactional.md');
+  const files = { M: await read('./typeorm-migration.test.ts'), T: await read('./typeorm.test.ts') };
+  const table = doc.slice(doc.indexOf('## From typeorm-transactional'), doc.indexOf('## A worked example'));
+  const rows = table
+    .split('\n')
+    .filter((line) => /^\| [^-]/.test(line) && !line.startsWith('| typeorm-transactional |'));
+  expect(rows.length).toBeGreaterThanOrEqual(20);
+  for (const row of rows) {
+    const cited = [...row.matchAll(/\b([MT]): "([^"]+?)(?:…)?"/g)];
+    expect(cited.length, row).toBeGreaterThan(0);
+    for (const [, file, name] of cited) {
+      expect(files[file as 'M' | 'T'], `${file}: ${name}`).toContain(`'${name?.replace(/ …$/, '')}`);
+    }
+  }
+});
