@@ -19,7 +19,7 @@ integrationSuite(typeormCase, (env) => {
     (await env.observe<{ name: string }>('select name from users order by id')).map((r) => r.name);
   const count = async (table: string) =>
     Number((await env.observe<{ n: number | string }>(`select count(*) as n from ${table}`))[0]?.n);
-  const beginText = (db: Database) => db.dialect.begin({ isolation: undefined, readOnly: false })[0];
+  const beginText = (db: Database) => db.dialect.begin({ isolation: undefined, readOnly: false })[0] ?? '';
   const begins = (db: Database, probe: Probe) => probe.statements.filter((s) => s === beginText(db)).length;
   const commits = (db: Database, probe: Probe) =>
     probe.statements.filter((s) => s === db.dialect.commit).length;
