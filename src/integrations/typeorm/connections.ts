@@ -38,24 +38,6 @@ function settle<T>(promise: Promise<T>, callback: Callback | undefined): Promise
   return undefined;
 }
 
-/** What TypeORM's PostgresQueryRunner reads of a node-postgres result. */
-interface PgResult {
-  rows: unknown[];
-  rowCount: number;
-  command: string | undefined;
-  fields: unknown[];
-}
-
-function toPgResult(result: QueryResult<unknown>): PgResult {
-  const command = (result as { command?: unknown }).command;
-  return {
-    rows: result.rows,
-    rowCount: result.rowCount,
-    command: typeof command === 'string' ? command : undefined,
-    fields: [],
-  };
-}
-
 /** A node-postgres client as TypeORM uses it: `query(text, values?, callback?)`, events. */
 export function pgConnection(db: Database, source: RunnerSource = ambientSource) {
   const connection = {
@@ -66,7 +48,8 @@ export function pgConnection(db: Database, source: RunnerSource = ambientSource)
         // pg-query-stream: a Query object. txscope results arrive whole; the runner streams them.
         throw errors.unsupported('txscope/typeorm', 'a node-postgres Query object', 'use query text');
       }
-      return settle(send(db, source, text, values).then(toPgResult), cb);
+      // txscope's PostgreSQL result has what TypeORM reads (rows, rowCount, command) as own properties.
+      return settle(send(db, source, text, values), cb);
     },
     on: () => connection,
     removeListener: () => connection,

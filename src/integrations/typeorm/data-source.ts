@@ -133,6 +133,7 @@ function runnerClassOf(driver: DataSource['driver']): RunnerConstructor {
 class TxScopeDataSource extends DataSource {
   readonly #db: Database;
   #Runner: RunnerConstructor | undefined;
+  #shared: QueryRunner | undefined;
 
   constructor(db: Database, options: DataSourceOptions) {
     super(options);
@@ -148,6 +149,17 @@ class TxScopeDataSource extends DataSource {
     const runner = new this.#Runner(this.driver, mode) as unknown as QueryRunner;
     Object.assign(runner, { manager: this.createEntityManager(runner) });
     return runner;
+  }
+
+  /**
+   * `dataSource.query()` and the root manager's `query()`, with no runner of the caller's: one
+   * runner of the data source's own serves them all (its statements go where the caller's
+   * context says), instead of a runner and a manager made and released per statement.
+   */
+  override query<T = unknown>(query: string, parameters?: unknown[], queryRunner?: QueryRunner): Promise<T> {
+    if (queryRunner !== undefined) return super.query<T>(query, parameters, queryRunner);
+    this.#shared ??= this.createQueryRunner();
+    return this.#shared.query(query, parameters) as Promise<T>;
   }
 
   override createEntityManager(queryRunner?: QueryRunner): EntityManager {
