@@ -279,6 +279,16 @@ integrationSuite(typeormCase, (env) => {
     expect(seen).toEqual(['a', 'b']);
   });
 
+  it('strict mode: initialize() runs in a scope of its own; a repository outside any scope rejects ERR_OUTSIDE_SCOPE', async () => {
+    await prepareSchema(env, env.createDb().db);
+    const { db } = env.createDb({ strict: true });
+    const { repos } = await entityDataSource(db);
+    await expect(repos.users.find()).rejects.toSatisfy(
+      (e) => isTxScopeError(e) && e.code === 'ERR_OUTSIDE_SCOPE',
+    );
+    await expect(db.scope(() => repos.users.find())).resolves.toEqual([]);
+  });
+
   it('createDataSource refuses connection options, a type of another database, and what is not a database', () => {
     const { db } = env.createDb();
     const invalid = expect.objectContaining({ code: 'ERR_INVALID_OPTION' });
