@@ -73,6 +73,7 @@ const contenders = {
   kysely: { label: 'plain Kysely, explicit trx', quick: false },
   drizzle: { label: 'plain Drizzle, db.transaction', quick: false },
   typeorm: { label: 'TypeORM + typeorm-transactional', quick: false },
+  'typeorm-txscope': { label: 'TypeORM over txscope', quick: false },
   'nestjs-cls': { label: '@nestjs-cls/transactional (Drizzle adapter)', quick: false },
   mikroorm: { label: 'MikroORM em.transactional', quick: false },
   prisma: { label: 'Prisma interactive $transaction', quick: false },
@@ -90,11 +91,18 @@ const unitContenders = [
   'kysely',
   'drizzle',
   'typeorm',
+  'typeorm-txscope',
   'nestjs-cls',
   'mikroorm',
   'prisma',
 ];
-const notOtherLibraries = new Set(['baseline', 'txscope-pg', 'txscope-kysely', 'als-wrapper']);
+const notOtherLibraries = new Set([
+  'baseline',
+  'txscope-pg',
+  'txscope-kysely',
+  'typeorm-txscope',
+  'als-wrapper',
+]);
 
 const workloads = [
   {
@@ -107,7 +115,10 @@ const workloads = [
     perNode: true,
     baseline: 'baseline',
     contenders: unitContenders,
-    pairs: [['txscope-kysely', 'kysely']],
+    pairs: [
+      ['txscope-kysely', 'kysely'],
+      ['typeorm-txscope', 'typeorm'],
+    ],
   },
   {
     id: 'read',
@@ -119,7 +130,10 @@ const workloads = [
     perNode: true,
     baseline: 'baseline',
     contenders: unitContenders,
-    pairs: [['txscope-kysely', 'kysely']],
+    pairs: [
+      ['txscope-kysely', 'kysely'],
+      ['typeorm-txscope', 'typeorm'],
+    ],
   },
   {
     id: 'http',

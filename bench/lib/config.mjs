@@ -13,7 +13,10 @@ export function adminUrl() {
   );
 }
 
-export const benchDatabase = 'txscope_bench';
+/** TXSCOPE_BENCH_DB names another database on the same server (two bench runs at once must not share tables). */
+export const benchDatabase = /^[a-z_][a-z0-9_]*$/.test(process.env.TXSCOPE_BENCH_DB ?? '')
+  ? /** @type {string} */ (process.env.TXSCOPE_BENCH_DB)
+  : 'txscope_bench';
 
 /** The same server, database `txscope_bench`. */
 export function benchUrl() {

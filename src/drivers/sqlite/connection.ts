@@ -102,7 +102,8 @@ export class SqliteConnection implements DriverConnection {
     }
   }
 
-  #run(text: string, values: readonly unknown[]): DriverResult {
+  /** A write also says the rowid it inserted (`lastInsertRowid`), as better-sqlite3's run() does. */
+  #run(text: string, values: readonly unknown[]): DriverResult & { lastInsertRowid?: number | bigint } {
     let statement = this.#cache.get(text);
     if (statement === undefined) {
       try {
@@ -131,7 +132,7 @@ export class SqliteConnection implements DriverConnection {
       return { rows, rowCount: rows.length };
     }
     const info = statement.run(...params);
-    return { rows: [], rowCount: info.changes };
+    return { rows: [], rowCount: info.changes, lastInsertRowid: info.lastInsertRowid };
   }
 
   /** Turns `query_only` off again after a read-only transaction; a no-op when it is not on. */
