@@ -3,6 +3,8 @@
 // manager, a MeterProvider whose reader is never collected, and txscope's instrument().
 //
 //   node --import ./bench/otel-instrument.mjs bench/overhead.mjs --iterations 20000 --batches 5
+//
+// TXSCOPE_OTEL=traces or =metrics records only those (to tell their costs apart).
 import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
@@ -21,4 +23,5 @@ class UncollectedReader extends MetricReader {
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropping)] });
 const meterProvider = new MeterProvider({ readers: [new UncollectedReader()] });
-instrument({ tracerProvider, meterProvider });
+const only = process.env.TXSCOPE_OTEL;
+instrument({ tracerProvider, meterProvider, traces: only !== 'metrics', metrics: only !== 'traces' });

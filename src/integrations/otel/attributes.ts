@@ -40,8 +40,19 @@ export function systemName(dialect: string): string {
   return dialect === 'postgres' ? 'postgresql' : dialect;
 }
 
+const byLabel = new Map<string, Attributes>();
+
 /** `db.namespace` and `server.*` from a driver label (`database@host:port`, `sqlite (file)`). */
 export function labelAttributes(label: string): Attributes {
+  let attributes = byLabel.get(label);
+  if (attributes === undefined) {
+    attributes = parseLabel(label);
+    if (byLabel.size < 100) byLabel.set(label, attributes);
+  }
+  return attributes;
+}
+
+function parseLabel(label: string): Attributes {
   const at = label.lastIndexOf('@');
   if (at < 0) return { [attr.namespace]: label };
   const server = label.slice(at + 1);

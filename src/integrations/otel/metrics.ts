@@ -16,6 +16,8 @@ type Counts = NonNullable<ConnectionEvent['pool']>;
 
 export class PoolMetrics {
   readonly #counts = new Map<string, Counts>();
+  /** The attributes of each pool, made once: recording with them allocates nothing more. */
+  readonly #pools = new Map<string, Attributes>();
   readonly #waitTime;
   readonly #useTime;
   readonly #timeouts;
@@ -80,7 +82,7 @@ export class PoolMetrics {
 
   acquire(event: ConnectionEvent): void {
     if (event.pool !== undefined) this.#counts.set(event.database, event.pool);
-    const pool: Attributes = { [attr.poolName]: event.database };
+    const pool = this.#pool(event.database);
     if (event.error === undefined) {
       this.#waitTime.record(event.durationMs / 1000, pool);
       return;
@@ -92,25 +94,43 @@ export class PoolMetrics {
 
   release(event: ConnectionEvent): void {
     if (event.pool !== undefined) this.#counts.set(event.database, event.pool);
-    this.#useTime.record(event.durationMs / 1000, { [attr.poolName]: event.database });
+    this.#useTime.record(event.durationMs / 1000, this.#pool(event.database));
+  }
+
+  #pool(database: string): Attributes {
+    let attributes = this.#pools.get(database);
+    if (attributes === undefined) {
+      attributes = { [attr.poolName]: database };
+      this.#pools.set(database, attributes);
+    }
+    return attributes;
+  }
+
+  #outcome(database: string, outcome: string): Attributes {
+    const key = `${outcome}\u0000${database}`;
+    let attributes = this.#pools.get(key);
+    if (attributes === undefined) {
+      attributes = { [attr.poolName]: database, [attr.outcome]: outcome };
+      this.#pools.set(key, attributes);
+    }
+    return attributes;
   }
 
   commit(event: TransactionEvent): void {
-    this.#transactionDuration.record((event.durationMs ?? 0) / 1000, {
-      [attr.poolName]: event.database,
-      [attr.outcome]: 'committed',
-    });
+    this.#transactionDuration.record(
+      (event.durationMs ?? 0) / 1000,
+      this.#outcome(event.database, 'committed'),
+    );
   }
 
   rollback(event: TransactionEvent): void {
-    this.#transactionDuration.record((event.durationMs ?? 0) / 1000, {
-      [attr.poolName]: event.database,
-      [attr.outcome]: event.reason === 'commit_unknown' ? 'commit_unknown' : 'rolled_back',
-    });
+    const outcome = event.reason === 'commit_unknown' ? 'commit_unknown' : 'rolled_back';
+    this.#transactionDuration.record((event.durationMs ?? 0) / 1000, this.#outcome(event.database, outcome));
   }
 
   stop(): void {
     this.#observe();
     this.#counts.clear();
+    this.#pools.clear();
   }
 }
