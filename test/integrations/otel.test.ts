@@ -331,6 +331,54 @@ for (const [name, make] of cases) {
       expect(JSON.stringify(span?.events)).not.toMatch(/nowhere/);
     });
 
+    it('rollback-only: the joined frame that failed, the rollback and ERR_ROLLBACK_ONLY on the span', async () => {
+      const joined = backend.db.transactional()(async () => {
+        await repository.insert('orders', 'joined');
+        throw new Error('joined frame failed');
+      });
+      const outer = backend.db.transactional()(async () => {
+        await repository.insert('orders', 'outer');
+        await joined().catch(() => undefined);
+      });
+      await expect(outer()).rejects.toMatchObject({ code: 'ERR_ROLLBACK_ONLY' });
+      const spans = exporter.getFinishedSpans().filter((s) => s.instrumentationScope.name === 'txscope');
+      expect(spans).toHaveLength(1);
+      const span = spans[0] as ReadableSpan;
+      expect(span.events.map((e) => e.name)).toEqual([
+        'txscope.rollback_only',
+        'txscope.rollback',
+        'exception',
+      ]);
+      expect(span.events[2]?.attributes).toMatchObject({ 'exception.type': 'ERR_ROLLBACK_ONLY' });
+      expect(span.events[0]?.attributes).toMatchObject({ 'error.type': 'Error' });
+      expect(span.events[1]?.attributes).toMatchObject({ 'txscope.rollback.reason': 'rollback_only' });
+      expect(span.attributes).toMatchObject({
+        'txscope.outcome': 'rolled_back',
+        'txscope.rollback.reason': 'rollback_only',
+        'error.type': 'ERR_ROLLBACK_ONLY',
+        'txscope.statements': 2,
+      });
+    });
+
+    it('requires_new: a span of its own, a child of the outer transaction span', async () => {
+      if (backend.name === 'sqlite') return; // one connection: requires_new inside a begun transaction cannot be served
+      const inner = backend.db.transactional({ propagation: 'requires_new' })(() =>
+        repository.insert('audit', 'inner'),
+      );
+      await backend.db.transaction(async () => {
+        await repository.insert('orders', 'outer');
+        await inner();
+      });
+      const spans = exporter.getFinishedSpans().filter((s) => s.instrumentationScope.name === 'txscope');
+      expect(spans).toHaveLength(2);
+      const [first, second] = spans as [ReadableSpan, ReadableSpan];
+      // The inner one ends first.
+      expect(first.attributes['txscope.propagation']).toBe('requires_new');
+      expect(parentOf(first)).toBe(second.spanContext().spanId);
+      expect(first.attributes).toMatchObject({ 'txscope.outcome': 'committed', 'txscope.statements': 1 });
+      expect(second.attributes).toMatchObject({ 'txscope.outcome': 'committed', 'txscope.statements': 1 });
+    });
+
     it('a boundary that runs nothing records a span with outcome none and no statements', async () => {
       await backend.db.transaction(async () => undefined);
       const span = exporter.getFinishedSpans().find((s) => s.instrumentationScope.name === 'txscope');
@@ -378,7 +426,7 @@ describe('txscope/otel pool timeouts', () => {
   it('counts acquire timeouts on a small pool', async () => {
     const pgFresh = await freshPgDatabase();
     const db = createDatabase({
-      driver: pg({ connectionString: pgFresh.url, max: 1, acquireTimeoutMillis: 50 }),
+      driver: pg({ connectionString: pgFresh.url, max: 1, acquireTimeoutMillis: 300 }),
       name: 'tiny',
     });
     try {
@@ -386,10 +434,17 @@ describe('txscope/otel pool timeouts', () => {
       const held = new Promise<void>((resolve) => {
         release = resolve;
       });
+      let ready!: () => void;
+      const holding = new Promise<void>((resolve) => {
+        ready = resolve;
+      });
       const holder = db.transaction(async () => {
         await db.query('select 1');
+        ready();
         await held;
       });
+      // The holder has the one connection before anyone else asks (connecting may be slow here).
+      await Promise.race([holding, holder]);
       const waiters = Array.from({ length: 3 }, () => db.transaction(() => db.query('select 1')));
       const results = await Promise.allSettled(waiters);
       release();
