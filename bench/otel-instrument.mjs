@@ -4,7 +4,8 @@
 //
 //   node --import ./bench/otel-instrument.mjs bench/overhead.mjs --iterations 20000 --batches 5
 //
-// TXSCOPE_OTEL=traces or =metrics records only those (to tell their costs apart).
+// TXSCOPE_OTEL=traces or =metrics records only those (to tell their costs apart); =none sets the
+// SDK up without calling instrument() (what the SDK's context manager costs every promise).
 import { context } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
@@ -24,4 +25,5 @@ context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropping)] });
 const meterProvider = new MeterProvider({ readers: [new UncollectedReader()] });
 const only = process.env.TXSCOPE_OTEL;
-instrument({ tracerProvider, meterProvider, traces: only !== 'metrics', metrics: only !== 'traces' });
+if (only !== 'none')
+  instrument({ tracerProvider, meterProvider, traces: only !== 'metrics', metrics: only !== 'traces' });
