@@ -2,7 +2,7 @@
  * `txscope/otel` (rule 22): a span per transaction, child of the caller's span, with statement
  * spans of @opentelemetry/instrumentation-pg under it; savepoints, retries and rollbacks as span
  * events; the connection pool metrics. Through real HTTP (Express middleware, instrumentation-http)
- * on PostgreSQL and on SQLite, with the SDK's in-memory span exporter and a metric reader.
+ * on PostgreSQL, MariaDB and SQLite, with the SDK's in-memory span exporter and a metric reader.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -17,15 +17,18 @@ import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@o
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import Database from 'better-sqlite3';
 import express from 'express';
+import mysql2 from 'mysql2/promise';
 import type pgTypes from 'pg';
 import request from 'supertest';
 import { createDatabase, sql, Transactional, type Database as TxDatabase } from 'txscope';
 import { middleware } from 'txscope/express';
+import { mysql } from 'txscope/mysql';
 import { instrument } from 'txscope/otel';
 import { pg } from 'txscope/pg';
 import { sqlite } from 'txscope/sqlite';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type FreshDatabase, freshPgDatabase } from '../support/databases.js';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { type FreshDatabase, freshMysqlDatabase, freshPgDatabase } from '../support/databases.js';
+import { until } from '../support/drivers.js';
 
 const exporter = new InMemorySpanExporter();
 const tracerProvider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
@@ -71,6 +74,10 @@ interface Backend {
   /** The retryable error, and how many statements the failed first attempt ran. */
   readonly retryableCode: string;
   readonly firstAttemptStatements: number;
+  /** The pool's size. */
+  readonly max: number;
+  /** The driver's error code for a table that does not exist. */
+  readonly missingTableCode: string;
   /** Whether statement spans (instrumentation-pg) are expected under the transaction span. */
   readonly statementSpans: boolean;
   close(): Promise<void>;
@@ -154,6 +161,8 @@ async function pgBackend(fresh: FreshDatabase): Promise<Backend> {
     statementSpans: true,
     retryableCode: '40001',
     firstAttemptStatements: 2,
+    max: 2,
+    missingTableCode: '42P01',
     before: () => undefined,
     resolve: () => undefined,
     // A concurrent committed update of the row the transaction's snapshot predates: 40001 on write.
@@ -170,6 +179,64 @@ async function pgBackend(fresh: FreshDatabase): Promise<Backend> {
   };
 }
 
+async function mysqlBackend(fresh: FreshDatabase): Promise<Backend> {
+  const observer = await mysql2.createConnection({ uri: fresh.url, multipleStatements: true });
+  await observer.query(`create table orders (id int auto_increment primary key, tag text not null);
+    create table audit (id int auto_increment primary key, tag text not null);
+    create table counters (id int primary key, n int not null); insert into counters values (1, 0);
+    create table filler (id int auto_increment primary key, x int not null)`);
+  const db = createDatabase({
+    driver: mysql({ uri: fresh.url, connectionLimit: 2 }),
+    name: 'orders-mysql',
+    defaults: { isolation: 'serializable' },
+  });
+  let blocked: Promise<unknown> | undefined;
+  return {
+    name: 'mysql',
+    system: 'mysql',
+    db,
+    statementSpans: false,
+    retryableCode: 'ER_LOCK_DEADLOCK',
+    firstAttemptStatements: 2,
+    max: 2,
+    missingTableCode: 'ER_NO_SUCH_TABLE',
+    before: () => undefined,
+    // Serializable reads take shared locks: the transaction and the observer both hold one on the
+    // counter, the observer's update waits for the transaction's, the transaction's update for the
+    // observer's: a deadlock. The observer has written more rows, so InnoDB picks the transaction.
+    conflict: async () => {
+      await observer.query('set session transaction isolation level serializable');
+      await observer.query('begin');
+      await observer.query('insert into filler (x) values (1), (2), (3), (4), (5)');
+      await observer.query('select n from counters where id = 1');
+      blocked = observer.query('update counters set n = n + 10 where id = 1');
+      await until(async () => (await lockWaits(fresh.url)) > 0, 5000, "the observer's update waiting");
+    },
+    resolve: () => {
+      void blocked?.then(() => observer.query('commit'));
+    },
+    close: async () => {
+      await blocked;
+      await db.close();
+      await observer.end();
+    },
+  };
+}
+
+/** Statements waiting for a lock on the server, seen from a connection of its own. */
+async function lockWaits(url: string): Promise<number> {
+  const probe = await mysql2.createConnection({ uri: url });
+  try {
+    const [rows] = await probe.query<mysql2.RowDataPacket[]>(
+      'select count(*) as n from information_schema.innodb_trx where trx_state = ?',
+      ['LOCK WAIT'],
+    );
+    return Number(rows[0]?.n ?? 0);
+  } finally {
+    await probe.end();
+  }
+}
+
 function sqliteBackend(dir: string): Backend {
   const file = join(dir, 'orders.db');
   const setup = new Database(file);
@@ -184,6 +251,8 @@ function sqliteBackend(dir: string): Backend {
     statementSpans: false,
     retryableCode: 'SQLITE_BUSY',
     firstAttemptStatements: 0,
+    max: 1,
+    missingTableCode: 'SQLITE_ERROR',
     before: () => setup.exec('begin immediate'),
     conflict: async () => {},
     resolve: () => setup.exec('commit'),
@@ -225,6 +294,16 @@ const cases: [string, () => Promise<Backend>][] = [
     },
   ],
   [
+    'mysql',
+    async () => {
+      const made = await freshMysqlDatabase();
+      if (made === null)
+        throw new Error('no MySQL/MariaDB server in this run (see the notice of the global setup)');
+      fresh = made;
+      return mysqlBackend(made);
+    },
+  ],
+  [
     'sqlite',
     async () => {
       dir = mkdtempSync(join(tmpdir(), 'txscope-otel-'));
@@ -236,7 +315,8 @@ let fresh: FreshDatabase | undefined;
 let dir: string | undefined;
 
 for (const [name, make] of cases) {
-  describe(`txscope/otel on ${name}`, () => {
+  // Without a MySQL/MariaDB server the global setup says so, loudly (and fails the run under CI).
+  describe.skipIf(name === 'mysql' && inject('mysqlUrl') === null)(`txscope/otel on ${name}`, () => {
     beforeAll(async () => {
       backend = await make();
     }, 60_000);
@@ -326,7 +406,7 @@ for (const [name, make] of cases) {
       const span = exporter.getFinishedSpans().find((s) => s.instrumentationScope.name === 'txscope');
       expect(span?.status.code).toBe(2);
       expect(span?.attributes['txscope.outcome']).toBe('rolled_back');
-      expect(span?.attributes['error.type']).toBe(backend.name === 'pg' ? '42P01' : 'SQLITE_ERROR');
+      expect(span?.attributes['error.type']).toBe(backend.missingTableCode);
       expect(span?.parentSpanContext).toBeUndefined();
       expect(JSON.stringify(span?.events)).not.toMatch(/nowhere/);
     });
@@ -417,7 +497,7 @@ for (const [name, make] of cases) {
       expect(
         max?.dataPoints.find((p) => p.attributes['db.client.connection.pool.name'] === backend.db.name)
           ?.value,
-      ).toBe(backend.name === 'pg' ? 2 : 1);
+      ).toBe(backend.max);
     });
   });
 }
