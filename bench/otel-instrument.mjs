@@ -5,8 +5,9 @@
 //   node --import ./bench/otel-instrument.mjs bench/overhead.mjs --iterations 20000 --batches 5
 //
 // TXSCOPE_OTEL=traces or =metrics records only those (to tell their costs apart); =none sets the
-// SDK up without calling instrument() (what the SDK's context manager costs every promise).
-import { context } from '@opentelemetry/api';
+// SDK up without calling instrument() (what the SDK's context manager costs every promise); =noop
+// records spans on the API's no-op tracer (txscope's own part alone).
+import { context, ProxyTracerProvider } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
