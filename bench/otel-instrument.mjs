@@ -26,5 +26,6 @@ context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropping)] });
 const meterProvider = new MeterProvider({ readers: [new UncollectedReader()] });
 const only = process.env.TXSCOPE_OTEL;
-if (only !== 'none')
+if (only === 'noop') instrument({ tracerProvider: new ProxyTracerProvider(), metrics: false });
+else if (only !== 'none')
   instrument({ tracerProvider, meterProvider, traces: only !== 'metrics', metrics: only !== 'traces' });
