@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type FreshDatabase, freshPgDatabase } from '../support/databases.js';
-import { buildExample, type RunningExample, startExample } from '../support/example-app.js';
+import { buildExample, type RunningExample, runExampleToExit, startExample } from '../support/example-app.js';
 
 let fresh: FreshDatabase;
 let app: RunningExample | undefined;
@@ -51,4 +51,13 @@ it('OTEL=console prints the request transaction span, a child of the HTTP server
   expect(span).not.toContain('secret-bio-value');
   expect(await app.stop()).toBe(0);
   app = undefined;
+}, 60_000);
+
+it('an OTEL value it does not know: one message, exit code 1', async () => {
+  const run = await runExampleToExit({ OTEL: 'jaeger', DATABASE_URL: fresh.url, PORT: '0' });
+  expect(run.code).toBe(1);
+  expect(run.stderr).toContain(
+    'the txscope example did not start: OTEL=jaeger: this example exports to the console only',
+  );
+  expect(run.stdout + run.stderr).not.toMatch(/^\s+at /m);
 }, 60_000);

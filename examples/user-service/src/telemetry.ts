@@ -12,11 +12,12 @@ import {
 import { ConsoleSpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { instrument } from 'txscope/otel';
+import { StartupError } from './startup.js';
 
 /** Starts exporting; returns what stops it. Must run before `pg` is first loaded. */
 export function startTelemetry(exporter: string): () => Promise<void> {
   if (exporter !== 'console') {
-    throw new Error(`OTEL=${exporter}: this example exports to the console only (OTEL=console)`);
+    throw new StartupError(`OTEL=${exporter}: this example exports to the console only (OTEL=console)`);
   }
   const tracerProvider = new NodeTracerProvider({
     spanProcessors: [new SimpleSpanProcessor(new ConsoleSpanExporter())],
