@@ -14,6 +14,10 @@ export const channels = {
   rollback: diagnostics.channel('txscope:rollback'),
   error: diagnostics.channel('txscope:error'),
   leak: diagnostics.channel('txscope:leak'),
+  boundaryStart: diagnostics.channel('txscope:boundary:start'),
+  boundaryAttempt: diagnostics.channel('txscope:boundary:attempt'),
+  boundaryEnd: diagnostics.channel('txscope:boundary:end'),
+  frame: diagnostics.channel('txscope:frame'),
 } as const;
 
 /** `txscope:query`: one statement, published when it settles. */
@@ -35,6 +39,10 @@ export interface ConnectionEvent {
   durationMs: number;
   /** On release: the connection was closed instead of pooled. */
   destroyed?: boolean;
+  /** On acquire: the request failed (`ERR_POOL_TIMEOUT`, `ERR_POOL_DEADLOCK`, a refused connection). */
+  error?: unknown;
+  /** The driver pool's own counts right after the connection moved. */
+  pool?: { total: number; idle: number; waiting: number; max: number };
 }
 
 /** `txscope:begin`, `txscope:commit`, `txscope:rollback`. */
@@ -67,6 +75,56 @@ export interface LeakEvent {
   heldMs: number;
   /** Where the transaction (or pin) holding the connection began. */
   stack: string;
+}
+
+/**
+ * `txscope:boundary:start`, `:attempt`, `:end`: a boundary that begins a transaction of its own
+ * (outermost `required`, `requires_new`, outermost `nested`). The same object is published on all
+ * three, like a `TracingChannel` context: `attempt` and `transactionId` change per attempt (each
+ * attempt is a transaction of its own), `durationMs` and `error` are set on end.
+ */
+export interface BoundaryEvent {
+  readonly database: string;
+  /** The dialect: `postgres`, `mysql`, `sqlite`. */
+  readonly system: string;
+  /** The driver's label (`database@host:port`), never a password. */
+  readonly label: string;
+  readonly scopeId: number | null;
+  readonly propagation: string;
+  readonly isolation: string | undefined;
+  readonly readOnly: boolean;
+  readonly timeoutMs: number | undefined;
+  /** `retry.attempts`, or 1. */
+  readonly maxAttempts: number;
+  /** The attempt running, from 1; 0 before the first. */
+  attempt: number;
+  /** The transaction of the current attempt, null before the first. */
+  transactionId: number | null;
+  /** On an attempt after the first: the error that failed the previous one, and the backoff waited. */
+  retryError?: unknown;
+  retryDelayMs?: number;
+  /** On end. */
+  durationMs?: number;
+  /** On end, when the boundary rejected. */
+  error?: unknown;
+  /**
+   * A subscriber of `txscope:boundary:start` may set this to run the whole boundary (its attempts,
+   * statements, COMMIT) inside a context of its own, e.g. an OpenTelemetry context with the
+   * transaction's span; it must call `run` once and return its result. Chain a wrapper already set.
+   */
+  wrap?: <R>(run: () => R) => R;
+}
+
+/** `txscope:frame`: what a frame inside a transaction did. */
+export interface FrameEvent {
+  readonly database: string;
+  readonly transactionId: number;
+  /** `savepoint` sent, `release`d, `rollback_to` sent, or a joined frame failed and marked its unit `rollback_only`. */
+  readonly action: 'savepoint' | 'release' | 'rollback_to' | 'rollback_only';
+  /** The savepoint's name, for savepoint actions. */
+  readonly savepoint?: string;
+  /** On `rollback_only`: the error the frame failed with. */
+  readonly error?: unknown;
 }
 
 export function publish(channel: diagnostics.Channel, message: unknown): void {

@@ -10,8 +10,10 @@ export type { CompletionStatus } from './core/hooks.js';
 export { isRetryable } from './core/retry.js';
 export type { ScopeInfo } from './core/scope.js';
 export type {
+  BoundaryEvent,
   ConnectionEvent,
   ErrorEvent,
+  FrameEvent,
   LeakEvent,
   QueryEvent,
   TransactionEvent,

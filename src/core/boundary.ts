@@ -3,9 +3,11 @@
  * transaction already active in its async context (propagation and compatibility), and the
  * outermost boundary's attempts (retry with backoff).
  */
+import { type BoundaryEvent, channels } from '../diagnostics.js';
 import type { IsolationLevel } from '../driver.js';
 import { errors, TxScopeError } from '../errors.js';
 import type { Propagation, RetryOptions, TransactionOptions } from '../options.js';
+import { noteRetry, reportAttempt, runTraced, startBoundary } from './boundary-trace.js';
 import { type Binding, bind, lookup, noLeases, runIn } from './context.js';
 import type { Engine } from './engine.js';
 import { TransactionFrame } from './frame.js';
@@ -29,6 +31,8 @@ interface Entry<T> {
   readonly session: Session | null;
   /** Connections held up the async chain by suspended transactions and pins. */
   readonly held: readonly HeldConnection[];
+  /** The `txscope:boundary:*` event of an outermost boundary, when someone listens. */
+  readonly trace?: BoundaryEvent;
 }
 
 function invoke<T>(fn: () => T | Promise<T>): Promise<T> {
@@ -148,6 +152,11 @@ function runOutermost<T>(entry: Entry<T>): Promise<T> {
   const options = defaults === null ? entry.options : { ...defaults, ...entry.options };
   const merged = options === entry.options ? entry : { ...entry, options };
   const retry = options.retry;
+  if (channels.boundaryStart.hasSubscribers) {
+    const trace = startBoundary(entry.engine, options, entry.session?.id ?? null);
+    const traced = { ...merged, trace };
+    return runTraced(trace, () => (retry === undefined ? runAttempt(traced, 1) : runAttempts(traced, retry)));
+  }
   return retry === undefined ? runAttempt(merged, 1) : runAttempts(merged, retry);
 }
 
@@ -157,7 +166,9 @@ async function runAttempts<T>(entry: Entry<T>, retry: RetryOptions): Promise<T> 
       return await runAttempt(entry, attempt);
     } catch (error) {
       if (!retries(entry.engine, retry, attempt)(error)) throw error;
-      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, retry)));
+      const delayMs = backoffMs(attempt, retry);
+      if (entry.trace !== undefined) noteRetry(entry.trace, error, delayMs);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
       const rejection = entry.session?.rejection() ?? null;
       if (rejection !== null) throw rejection;
     }
@@ -240,6 +251,7 @@ function runTransaction<T>(entry: Entry<T>, placement: Placement, attempt: numbe
   });
   const retry = options.retry;
   if (retry !== undefined) tx.willRetry = retries(engine, retry, attempt);
+  if (entry.trace !== undefined) reportAttempt(entry.trace, attempt, tx.id);
   const binding = bind(entry.engine, entry.binding, {
     session,
     frame: tx.root,

@@ -108,7 +108,9 @@ export class Pool {
       },
       (error: unknown) => {
         this.#heldByWaiters -= holding;
-        throw request.acquireFailed?.(error) ?? error;
+        const failure = request.acquireFailed?.(error) ?? error;
+        if (channels.acquire.hasSubscribers) this.#publishAcquire(request, started, failure);
+        throw failure;
       },
     );
   }
@@ -116,17 +118,21 @@ export class Pool {
   #taken(connection: DriverConnection, holder: Holder, started: number): DriverConnection {
     this.counts.checkedOut++;
     this.counts.acquired++;
-    if (channels.acquire.hasSubscribers) {
-      const event: ConnectionEvent = {
-        database: this.engine.name,
-        scopeId: holder.scopeId,
-        transactionId: holder.transactionId,
-        durationMs: started === 0 ? 0 : performance.now() - started,
-      };
-      channels.acquire.publish(event);
-    }
+    if (channels.acquire.hasSubscribers) this.#publishAcquire(holder, started, undefined);
     if (this.leakDetectionMs !== undefined) this.#watchLeak(connection, holder, this.leakDetectionMs);
     return connection;
+  }
+
+  #publishAcquire(holder: Holder, started: number, error: unknown): void {
+    const event: ConnectionEvent = {
+      database: this.engine.name,
+      scopeId: holder.scopeId,
+      transactionId: holder.transactionId,
+      durationMs: started === 0 ? 0 : performance.now() - started,
+      pool: this.driverCounts(),
+      ...(error === undefined ? {} : { error }),
+    };
+    channels.acquire.publish(event);
   }
 
   /**
@@ -176,6 +182,7 @@ export class Pool {
         transactionId: holder.transactionId,
         durationMs: holder.acquiredAt === 0 ? 0 : performance.now() - holder.acquiredAt,
         destroyed: destroy,
+        pool: this.driverCounts(),
       };
       channels.release.publish(event);
     }

@@ -3,6 +3,7 @@
  * savepoint only, and a joined frame (`required`, `supports`, `mandatory`), whose failure marks
  * its unit rollback-only.
  */
+import { channels, type FrameEvent } from '../diagnostics.js';
 import { errors } from '../errors.js';
 import type { TransactionFrame } from './frame.js';
 import { rollsBack } from './outcome.js';
@@ -64,6 +65,7 @@ export function openSavepoint(unit: TransactionFrame): void {
   const tx = unit.transaction;
   const name = tx.nextSavepointName();
   unit.savepoint = { kind: 'sent', name };
+  if (channels.frame.hasSubscribers) reportFrame(unit, { action: 'savepoint', savepoint: name });
   tx.sendControl(tx.engine.dialect.savepoint(name)).catch((error: unknown) => tx.failWith(error));
 }
 
@@ -84,6 +86,7 @@ async function releaseSavepoint(frame: TransactionFrame): Promise<void> {
   frame.closed = true;
   const savepoint = frame.savepoint;
   if (savepoint.kind === 'sent') {
+    if (channels.frame.hasSubscribers) reportFrame(frame, { action: 'release', savepoint: savepoint.name });
     await savepointStatement(frame, frame.transaction.engine.dialect.releaseSavepoint(savepoint.name));
   }
   if (frame.callbacks !== null) (frame.parent as TransactionFrame).adoptCallbacks(frame.callbacks);
@@ -95,6 +98,8 @@ async function rollbackToSavepoint(frame: TransactionFrame): Promise<void> {
   frame.callbacks = null;
   const savepoint = frame.savepoint;
   if (savepoint.kind === 'sent') {
+    if (channels.frame.hasSubscribers)
+      reportFrame(frame, { action: 'rollback_to', savepoint: savepoint.name });
     await savepointStatement(frame, frame.transaction.engine.dialect.rollbackToSavepoint(savepoint.name));
   }
 }
@@ -104,7 +109,15 @@ export async function runJoined<T>(run: InnerFrameRun<T>): Promise<T> {
   try {
     return await settle(run);
   } catch (error) {
-    if (run.rollbackOn === undefined || rollsBack(run.rollbackOn, error)) run.frame.unit.rollbackOnly = true;
+    if (run.rollbackOn === undefined || rollsBack(run.rollbackOn, error)) {
+      run.frame.unit.rollbackOnly = true;
+      if (channels.frame.hasSubscribers) reportFrame(run.frame, { action: 'rollback_only', error });
+    }
     throw error;
   }
+}
+
+function reportFrame(frame: TransactionFrame, what: Omit<FrameEvent, 'database' | 'transactionId'>): void {
+  const tx = frame.transaction;
+  channels.frame.publish({ database: tx.engine.name, transactionId: tx.id, ...what } satisfies FrameEvent);
 }

@@ -91,6 +91,84 @@ forEachDriver('observability', (env) => {
     release();
     await work;
   });
+
+  it("boundary events: one object from start to end, the attempt's transaction id, frames", async () => {
+    const { db } = env.createDb({ name: 'framed' });
+    await itemsTable(db);
+    events.length = 0;
+    const seen: Array<{ channel: string; message: Record<string, unknown>; snapshot: string }> = [];
+    const subscriptions = ['boundary:start', 'boundary:attempt', 'boundary:end', 'frame'].map((name) => {
+      const listener = (message: unknown) =>
+        seen.push({
+          channel: name,
+          message: message as Record<string, unknown>,
+          snapshot: JSON.stringify({ ...(message as object), error: undefined }),
+        });
+      diagnostics.subscribe(`txscope:${name}`, listener);
+      return () => diagnostics.unsubscribe(`txscope:${name}`, listener);
+    });
+    try {
+      const outcome = db.transaction(async () => {
+        await insertItem(db, 'outer');
+        await db
+          .transaction(
+            async () => {
+              await insertItem(db, 'savepoint');
+              throw new Error('savepoint frame');
+            },
+            { propagation: 'nested' },
+          )
+          .catch(() => undefined);
+        await db
+          .transaction(async () => {
+            throw new Error('joined frame');
+          })
+          .catch(() => undefined);
+      });
+      await expect(outcome).rejects.toMatchObject({ code: 'ERR_ROLLBACK_ONLY' });
+    } finally {
+      for (const unsubscribe of subscriptions) unsubscribe();
+    }
+    expect(seen.map((e) => e.channel)).toEqual([
+      'boundary:start',
+      'boundary:attempt',
+      'frame',
+      'frame',
+      'frame',
+      'boundary:end',
+    ]);
+    const [start, attempt, sp, back, only, end] = seen as [(typeof seen)[number], ...(typeof seen)[number][]];
+    expect(attempt?.message).toBe(start.message);
+    expect(end?.message).toBe(start.message);
+    expect(JSON.parse(start.snapshot)).toMatchObject({ database: 'framed', attempt: 0, transactionId: null });
+    const begin = events.find((e) => e.channel === 'begin')?.message;
+    expect(JSON.parse(attempt?.snapshot ?? '{}')).toMatchObject({
+      attempt: 1,
+      transactionId: begin?.transactionId,
+    });
+    expect(sp?.message).toMatchObject({ action: 'savepoint', transactionId: begin?.transactionId });
+    expect(back?.message).toMatchObject({ action: 'rollback_to', savepoint: sp?.message.savepoint });
+    expect(only?.message).toMatchObject({ action: 'rollback_only' });
+    expect(end?.message).toMatchObject({
+      durationMs: expect.any(Number),
+      error: { code: 'ERR_ROLLBACK_ONLY' },
+    });
+  });
+
+  it("acquire events carry the driver pool's counts", async () => {
+    const { db } = env.createDb({ name: 'counted' });
+    await itemsTable(db);
+    events.length = 0;
+    if (!env.capabilities.multiConnection) return;
+    await db.transaction(async () => {
+      await insertItem(db, 'held');
+      await db.transaction(() => insertItem(db, 'second'), { propagation: 'requires_new' });
+    });
+    const acquires = events.filter((e) => e.channel === 'acquire').map((e) => e.message);
+    expect(acquires).toHaveLength(2);
+    for (const a of acquires)
+      expect(a.pool).toMatchObject({ max: expect.any(Number), total: expect.any(Number) });
+  });
 });
 
 it('a password in the connection string appears in no error, event, warning or stats, even on a failed connect', async () => {

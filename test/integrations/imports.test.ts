@@ -16,7 +16,7 @@ const pkg = JSON.parse(
   peerDependencies: Record<string, string>;
   peerDependenciesMeta: Record<string, { optional?: boolean } | undefined>;
 };
-const optional = /^(kysely|drizzle-orm|@prisma\/|prisma|typeorm)(\/|$)/;
+const optional = /^(kysely|drizzle-orm|@prisma\/|prisma|typeorm|@opentelemetry\/)(\/|$)/;
 
 function importGraph(entry: string): { files: Set<string>; packages: Set<string> } {
   const files = new Set<string>();
@@ -52,10 +52,15 @@ it('the core imports no driver, framework or query builder, and no package but n
 });
 
 it('each integration library is an optional peer dependency', () => {
-  for (const name of ['kysely', 'drizzle-orm', '@prisma/client', 'typeorm']) {
+  for (const name of ['kysely', 'drizzle-orm', '@prisma/client', 'typeorm', '@opentelemetry/api']) {
     expect(pkg.peerDependencies).toHaveProperty([name]);
     expect(pkg.peerDependenciesMeta[name]?.optional).toBe(true);
   }
-  for (const subpath of ['./kysely', './drizzle', './prisma', './typeorm'])
+  for (const subpath of ['./kysely', './drizzle', './prisma', './typeorm', './otel'])
     expect(pkg.exports).toHaveProperty([subpath]);
+});
+
+it('txscope/otel imports @opentelemetry/api alone (no SDK), and only it does', () => {
+  const { packages } = importGraph(resolve(root, 'src/exports/otel.ts'));
+  expect([...packages].filter((p) => !p.startsWith('node:'))).toEqual(['@opentelemetry/api']);
 });

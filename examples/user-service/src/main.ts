@@ -13,6 +13,7 @@ let embedded: EmbeddedPostgres | undefined;
 let server: Server | undefined;
 let activity: Activity | undefined;
 let closeDatabase: (() => Promise<void>) | undefined;
+let stopTelemetry: (() => Promise<void>) | undefined;
 let state: 'starting' | 'ready' | 'stopping' = 'starting';
 
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stop(signal));
@@ -52,6 +53,10 @@ async function start(): Promise<void> {
   }
   process.env.DATABASE_URL = databaseUrl;
 
+  // OTEL=console: before the db module loads pg, so that the pg instrumentation patches it.
+  const otel = process.env.OTEL?.trim();
+  if (otel) stopTelemetry = (await import('./telemetry.js')).startTelemetry(otel);
+
   // Imported once DATABASE_URL is known: the db module reads it.
   const { db } = await import('./db.js');
   closeDatabase = () => db.close();
@@ -89,6 +94,7 @@ async function release(): Promise<void> {
     await closing;
   }
   await closeDatabase?.().catch(() => {});
+  await stopTelemetry?.().catch(() => {});
   await embedded?.stop();
 }
 
