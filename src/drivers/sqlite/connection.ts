@@ -102,7 +102,7 @@ export class SqliteConnection implements DriverConnection {
     }
   }
 
-  #run(text: string, values: readonly unknown[]): DriverResult {
+  #run(text: string, values: readonly unknown[]): DriverResult & { insertId?: number | bigint } {
     let statement = this.#cache.get(text);
     if (statement === undefined) {
       try {
@@ -131,7 +131,8 @@ export class SqliteConnection implements DriverConnection {
       return { rows, rowCount: rows.length };
     }
     const info = statement.run(...params);
-    return { rows: [], rowCount: info.changes };
+    // As better-sqlite3 reports it: the rowid of the last row this connection inserted.
+    return { rows: [], rowCount: info.changes, insertId: info.lastInsertRowid };
   }
 
   /** Turns `query_only` off again after a read-only transaction; a no-op when it is not on. */
