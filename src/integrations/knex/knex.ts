@@ -49,7 +49,19 @@ export function createKnex(db: Database, config: CreateKnexConfig = {}): Knex {
   }
   return knex({
     ...config,
+    ...migrationsFor(db, config),
     client: knexClientFor(db.dialect.name),
     [databaseKey]: db,
   } as unknown as Knex.Config);
+}
+
+/**
+ * MySQL commits implicitly on DDL, which txscope refuses inside a transaction (the work before it
+ * would be committed behind the transaction's back). Knex migrations there run each in autocommit
+ * unless the config says otherwise, as their DDL does anyway; the migration lock still takes a
+ * transaction of its own.
+ */
+function migrationsFor(db: Database, config: CreateKnexConfig): Pick<Knex.Config, 'migrations'> {
+  if (db.dialect.name !== 'mysql' || config.migrations?.disableTransactions !== undefined) return {};
+  return { migrations: { ...config.migrations, disableTransactions: true } };
 }
