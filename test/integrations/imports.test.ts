@@ -16,7 +16,7 @@ const pkg = JSON.parse(
   peerDependencies: Record<string, string>;
   peerDependenciesMeta: Record<string, { optional?: boolean } | undefined>;
 };
-const optional = /^(kysely|drizzle-orm|@prisma\/|prisma)(\/|$)/;
+const optional = /^(kysely|drizzle-orm|@prisma\/|prisma|knex)(\/|$)/;
 
 function importGraph(entry: string): { files: Set<string>; packages: Set<string> } {
   const files = new Set<string>();
@@ -52,9 +52,9 @@ it('the core imports no driver, framework or query builder, and no package but n
 });
 
 it('each integration library is an optional peer dependency', () => {
-  for (const name of ['kysely', 'drizzle-orm', '@prisma/client']) {
+  for (const name of ['kysely', 'drizzle-orm', '@prisma/client', 'knex']) {
     expect(pkg.peerDependencies).toHaveProperty([name]);
     expect(pkg.peerDependenciesMeta[name]?.optional).toBe(true);
   }
-  for (const subpath of ['./kysely', './drizzle', './prisma']) expect(pkg.exports).toHaveProperty([subpath]);
+  for (const subpath of ['./kysely', './drizzle', './prisma', './knex']) expect(pkg.exports).toHaveProperty([subpath]);
 });
