@@ -71,6 +71,8 @@ const contenders = {
   'txscope-kysely': { label: 'txscope over Kysely', quick: true },
   'als-wrapper': { label: '40-line AsyncLocalStorage wrapper (reference)', quick: false },
   kysely: { label: 'plain Kysely, explicit trx', quick: false },
+  'txscope-knex': { label: 'txscope over Knex', quick: false },
+  knex: { label: 'plain Knex, explicit trx', quick: false },
   drizzle: { label: 'plain Drizzle, db.transaction', quick: false },
   typeorm: { label: 'TypeORM + typeorm-transactional', quick: false },
   'nestjs-cls': { label: '@nestjs-cls/transactional (Drizzle adapter)', quick: false },
@@ -88,13 +90,15 @@ const unitContenders = [
   'txscope-kysely',
   'als-wrapper',
   'kysely',
+  'txscope-knex',
+  'knex',
   'drizzle',
   'typeorm',
   'nestjs-cls',
   'mikroorm',
   'prisma',
 ];
-const notOtherLibraries = new Set(['baseline', 'txscope-pg', 'txscope-kysely', 'als-wrapper']);
+const notOtherLibraries = new Set(['baseline', 'txscope-pg', 'txscope-kysely', 'txscope-knex', 'als-wrapper']);
 
 const workloads = [
   {
@@ -107,7 +111,10 @@ const workloads = [
     perNode: true,
     baseline: 'baseline',
     contenders: unitContenders,
-    pairs: [['txscope-kysely', 'kysely']],
+    pairs: [
+      ['txscope-kysely', 'kysely'],
+      ['txscope-knex', 'knex'],
+    ],
   },
   {
     id: 'read',
@@ -119,7 +126,10 @@ const workloads = [
     perNode: true,
     baseline: 'baseline',
     contenders: unitContenders,
-    pairs: [['txscope-kysely', 'kysely']],
+    pairs: [
+      ['txscope-kysely', 'kysely'],
+      ['txscope-knex', 'knex'],
+    ],
   },
   {
     id: 'http',
@@ -316,6 +326,9 @@ function perNodeTable(data) {
   const pairCells = columns.map(({ r }) => fmt(r.pairs?.['txscope-kysely/kysely'], 2));
   if (pairCells.some((c) => c !== '–'))
     lines.push(`| *txscope over Kysely ÷ plain Kysely* | ${pairCells.join(' | ')} |`);
+  const knexCells = columns.map(({ r }) => fmt(r.pairs?.['txscope-knex/knex'], 2));
+  if (knexCells.some((c) => c !== '–'))
+    lines.push(`| *txscope over Knex ÷ plain Knex* | ${knexCells.join(' | ')} |`);
   return lines.join('\n');
 }
 
@@ -423,6 +436,11 @@ function targets(data) {
     if (pair !== undefined && pair !== null)
       out.push(
         `- ${id}, Node ${node}: txscope over Kysely ÷ plain Kysely ${fmt(pair, 2)} (target 0.95): ${pair >= 0.95 ? 'met' : missed(pair, 0.95)}`,
+      );
+    const knexPair = r.pairs?.['txscope-knex/knex'];
+    if (knexPair !== undefined && knexPair !== null)
+      out.push(
+        `- ${id}, Node ${node}: txscope over Knex ÷ plain Knex ${fmt(knexPair, 2)} (target 0.95): ${knexPair >= 0.95 ? 'met' : missed(knexPair, 0.95)}`,
       );
   }
   const slow = results.find((r) => r.workload.id === 'slow');
@@ -536,6 +554,7 @@ try {
 /** @type {Record<string, string | null>} why a contender cannot run here, null when it can */
 const unavailable = {};
 if (!built('txscope/kysely')) unavailable['txscope-kysely'] = 'txscope/kysely is not built';
+if (!built('txscope/knex')) unavailable['txscope-knex'] = 'txscope/knex is not built';
 if (!quick && selected.some((w) => w === 'signup' || w === 'read')) {
   try {
     await ensurePrismaClient();
