@@ -98,7 +98,13 @@ const unitContenders = [
   'mikroorm',
   'prisma',
 ];
-const notOtherLibraries = new Set(['baseline', 'txscope-pg', 'txscope-kysely', 'txscope-knex', 'als-wrapper']);
+const notOtherLibraries = new Set([
+  'baseline',
+  'txscope-pg',
+  'txscope-kysely',
+  'txscope-knex',
+  'als-wrapper',
+]);
 
 const workloads = [
   {

@@ -277,6 +277,23 @@ integrationSuite(knexCase, (env) => {
     expect(probe.acquires).toBe(1);
   });
 
+  it('an empty knex.transaction costs nothing: no connection, no BEGIN', async () => {
+    const { probe, knex } = await setup();
+    await knex.transaction(async () => {});
+    const trx = await knex.transaction();
+    await trx.commit();
+    expect(probe.acquires).toBe(0);
+    expect(probe.statements).toEqual([]);
+  });
+
+  it('.timeout(ms, { cancel: true }) is refused as the query is built, naming the alternative', async () => {
+    const { probe, knex } = await setup();
+    expect(() => knex('users').select('name').timeout(10, { cancel: true })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION', message: expect.stringContaining('timeoutMs') }),
+    );
+    expect(probe.statements).toEqual([]);
+  });
+
   it('createKnex refuses what would give Knex connections of its own, and what is not a txscope database', () => {
     const { db } = env.createDb();
     expect(() => createKnex({} as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION' }));

@@ -48,6 +48,14 @@ function noPool(): never {
   );
 }
 
+function cancelRefused(): Error {
+  return errors.unsupported(
+    'txscope/knex',
+    '.timeout(ms, { cancel: true })',
+    'give the transaction timeoutMs (db.transaction or @Transactional): txscope cancels the statement on the server',
+  );
+}
+
 function clientClass(dialect: DialectName): KnexClientClass {
   const Base = knexModule<KnexClientClass>(dialectModules[dialect]);
   const Transaction = txscopeTransactionClass(
@@ -87,14 +95,13 @@ function clientClass(dialect: DialectName): KnexClientClass {
       if (typeof callback === 'function') callback();
     }
 
+    // Called by `.timeout(ms, { cancel: true })` as the query is built: refused there, before it runs.
+    assertCanCancelQuery(): never {
+      throw cancelRefused();
+    }
+
     cancelQuery(): Promise<never> {
-      return Promise.reject(
-        errors.unsupported(
-          'txscope/knex',
-          '.timeout(ms, { cancel: true })',
-          'give the transaction timeoutMs (db.transaction or @Transactional): txscope cancels the statement on the server',
-        ),
-      );
+      return Promise.reject(cancelRefused());
     }
 
     transaction(container: unknown, config: unknown, outerTx: unknown): unknown {
