@@ -277,6 +277,31 @@ integrationSuite(knexCase, (env) => {
     expect(probe.acquires).toBe(1);
   });
 
+  it('a transaction txscope refuses is refused on entry: the callback never runs, nothing is sent', async () => {
+    const { probe, knex } = await setup();
+    let ran = false;
+    await expect(
+      knex.transaction(
+        async () => {
+          ran = true;
+        },
+        { isolationLevel: 'snapshot' },
+      ),
+    ).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' });
+    expect(ran).toBe(false);
+    expect(probe.statements).toEqual([]);
+  });
+
+  it("Knex's query events still fire, for the module-level knex and for a trx", async () => {
+    const { knex } = await setup();
+    const seen: string[] = [];
+    knex.on('query', (query: { sql: string }) => seen.push(query.sql));
+    await knex('users').select('name');
+    await knex.transaction((trx) => trx('users').insert({ name: 'a' }));
+    expect(seen.some((text) => /^select/i.test(text))).toBe(true);
+    expect(seen.some((text) => /^insert/i.test(text))).toBe(true);
+  });
+
   it('an empty knex.transaction costs nothing: no connection, no BEGIN', async () => {
     const { probe, knex } = await setup();
     await knex.transaction(async () => {});
