@@ -56,5 +56,6 @@ it('each integration library is an optional peer dependency', () => {
     expect(pkg.peerDependencies).toHaveProperty([name]);
     expect(pkg.peerDependenciesMeta[name]?.optional).toBe(true);
   }
-  for (const subpath of ['./kysely', './drizzle', './prisma', './knex']) expect(pkg.exports).toHaveProperty([subpath]);
+  for (const subpath of ['./kysely', './drizzle', './prisma', './knex'])
+    expect(pkg.exports).toHaveProperty([subpath]);
 });
