@@ -237,6 +237,41 @@ integrationSuite(knexCase, (env) => {
     expect(db.current.inTransaction).toBe(false);
   });
 
+  it.runIf(env.name === 'sqlite')(
+    "SQLite's table rebuilds (alter column) run in a transaction of their own",
+    async () => {
+      const { db, probe, knex } = await setup();
+      await knex.schema.dropTableIfExists('rebuilt');
+      await knex.schema.createTable('rebuilt', (t) => {
+        t.increments('id');
+        t.string('a');
+        t.integer('b');
+      });
+      await knex('rebuilt').insert({ a: 'x', b: 1 });
+      probe.reset();
+      await knex.schema.alterTable('rebuilt', (t) => {
+        t.text('a').notNullable().alter();
+      });
+      await knex.transaction((trx) =>
+        trx.schema.alterTable('rebuilt', (t) => {
+          t.dropColumn('b');
+        }),
+      );
+      expect(await env.observe('select * from rebuilt')).toEqual([{ id: 1, a: 'x' }]);
+      const [table] = await env.observe<{ sql: string }>(
+        "select sql from sqlite_master where name = 'rebuilt'",
+      );
+      expect(table?.sql).toMatch(/`a` text NOT NULL/);
+      const drop = probe.statements.findIndex((text) => /^DROP TABLE "rebuilt"/.test(text));
+      expect(
+        probe.statements
+          .slice(0, drop)
+          .filter((text) => text === db.dialect.begin({ isolation: undefined, readOnly: false })[0]).length,
+      ).toBeGreaterThan(0);
+      expect(probe.checkedOut).toBe(0);
+    },
+  );
+
   it('knex.destroy() closes nothing of the txscope pool: db.close() does', async () => {
     const { db, probe, knex } = await setup();
     await knex('users').insert({ name: 'a' });

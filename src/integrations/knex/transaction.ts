@@ -71,13 +71,23 @@ export function txscopeTransactionClass(Base: KnexTransactionClass): KnexTransac
       config: TransactionConfig | undefined,
       cb: (connection: TxScopeKnexConnection) => Promise<unknown>,
     ): Promise<unknown> {
-      const outer = asHandle(config?.connection ?? (await this.client.acquireConnection()));
+      const given = config?.connection;
+      const outer = asHandle(given ?? (await this.client.acquireConnection()));
       const options = optionsOf(this);
       const controlled = await outer.run(() => beginControlled(outer.db, options));
       this.#controlled = controlled;
+      return controlled.run(() => cb(given === undefined ? this.#connection(controlled, outer) : outer));
+    }
+
+    /**
+     * The trx's own handle, bound to its transaction. Given `{ connection }` (Knex's schema runner
+     * does that for SQLite's table rebuilds), Knex insists on that very connection: it is used as
+     * is, and its statements reach the transaction through the async context the callback runs in.
+     */
+    #connection(controlled: ControlledTransaction, outer: TxScopeKnexConnection): TxScopeKnexConnection {
       const connection = new TxScopeKnexConnection(outer.db, controlled.run, controlled);
       connection.__knexTxId = this.txid;
-      return controlled.run(() => cb(connection));
+      return connection;
     }
 
     // txscope sends BEGIN (or SAVEPOINT) itself, lazily, before the transaction's first statement.
