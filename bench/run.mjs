@@ -71,7 +71,7 @@ const contenders = {
   'txscope-kysely': { label: 'txscope over Kysely', quick: true },
   'als-wrapper': { label: '40-line AsyncLocalStorage wrapper (reference)', quick: false },
   kysely: { label: 'plain Kysely, explicit trx', quick: false },
-  'txscope-knex': { label: 'txscope over Knex', quick: false },
+  'txscope-knex': { label: 'txscope over Knex', quick: true },
   knex: { label: 'plain Knex, explicit trx', quick: false },
   drizzle: { label: 'plain Drizzle, db.transaction', quick: false },
   typeorm: { label: 'TypeORM + typeorm-transactional', quick: false },
