@@ -82,7 +82,8 @@ export function txscopeTransactionClass(Base: KnexTransactionClass): KnexTransac
     /**
      * The trx's own handle, bound to its transaction. Given `{ connection }` (Knex's schema runner
      * does that for SQLite's table rebuilds), Knex insists on that very connection: it is used as
-     * is, and its statements reach the transaction through the async context the callback runs in.
+     * is. The module-level handle routes by the caller's context, inside the callback the new
+     * transaction's; a trx's handle keeps to the trx's transaction, which then holds the work.
      */
     #connection(controlled: ControlledTransaction, outer: TxScopeKnexConnection): TxScopeKnexConnection {
       const connection = new TxScopeKnexConnection(outer.db, controlled.run, controlled);
