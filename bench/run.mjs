@@ -71,6 +71,8 @@ const contenders = {
   'txscope-kysely': { label: 'txscope over Kysely', quick: true },
   'als-wrapper': { label: '40-line AsyncLocalStorage wrapper (reference)', quick: false },
   kysely: { label: 'plain Kysely, explicit trx', quick: false },
+  'txscope-knex': { label: 'txscope over Knex', quick: true },
+  knex: { label: 'plain Knex, explicit trx', quick: false },
   drizzle: { label: 'plain Drizzle, db.transaction', quick: false },
   typeorm: { label: 'TypeORM + typeorm-transactional', quick: false },
   'typeorm-txscope': { label: 'TypeORM over txscope', quick: false },
@@ -89,6 +91,8 @@ const unitContenders = [
   'txscope-kysely',
   'als-wrapper',
   'kysely',
+  'txscope-knex',
+  'knex',
   'drizzle',
   'typeorm',
   'typeorm-txscope',
@@ -101,6 +105,7 @@ const notOtherLibraries = new Set([
   'txscope-pg',
   'txscope-kysely',
   'typeorm-txscope',
+  'txscope-knex',
   'als-wrapper',
 ]);
 
@@ -118,6 +123,7 @@ const workloads = [
     pairs: [
       ['txscope-kysely', 'kysely'],
       ['typeorm-txscope', 'typeorm'],
+      ['txscope-knex', 'knex'],
     ],
   },
   {
@@ -133,6 +139,7 @@ const workloads = [
     pairs: [
       ['txscope-kysely', 'kysely'],
       ['typeorm-txscope', 'typeorm'],
+      ['txscope-knex', 'knex'],
     ],
   },
   {
@@ -330,6 +337,9 @@ function perNodeTable(data) {
   const pairCells = columns.map(({ r }) => fmt(r.pairs?.['txscope-kysely/kysely'], 2));
   if (pairCells.some((c) => c !== '–'))
     lines.push(`| *txscope over Kysely ÷ plain Kysely* | ${pairCells.join(' | ')} |`);
+  const knexCells = columns.map(({ r }) => fmt(r.pairs?.['txscope-knex/knex'], 2));
+  if (knexCells.some((c) => c !== '–'))
+    lines.push(`| *txscope over Knex ÷ plain Knex* | ${knexCells.join(' | ')} |`);
   return lines.join('\n');
 }
 
@@ -437,6 +447,11 @@ function targets(data) {
     if (pair !== undefined && pair !== null)
       out.push(
         `- ${id}, Node ${node}: txscope over Kysely ÷ plain Kysely ${fmt(pair, 2)} (target 0.95): ${pair >= 0.95 ? 'met' : missed(pair, 0.95)}`,
+      );
+    const knexPair = r.pairs?.['txscope-knex/knex'];
+    if (knexPair !== undefined && knexPair !== null)
+      out.push(
+        `- ${id}, Node ${node}: txscope over Knex ÷ plain Knex ${fmt(knexPair, 2)} (target 0.95): ${knexPair >= 0.95 ? 'met' : missed(knexPair, 0.95)}`,
       );
   }
   const slow = results.find((r) => r.workload.id === 'slow');
@@ -550,6 +565,7 @@ try {
 /** @type {Record<string, string | null>} why a contender cannot run here, null when it can */
 const unavailable = {};
 if (!built('txscope/kysely')) unavailable['txscope-kysely'] = 'txscope/kysely is not built';
+if (!built('txscope/knex')) unavailable['txscope-knex'] = 'txscope/knex is not built';
 if (!quick && selected.some((w) => w === 'signup' || w === 'read')) {
   try {
     await ensurePrismaClient();

@@ -16,7 +16,7 @@ const pkg = JSON.parse(
   peerDependencies: Record<string, string>;
   peerDependenciesMeta: Record<string, { optional?: boolean } | undefined>;
 };
-const optional = /^(kysely|drizzle-orm|@prisma\/|prisma|typeorm|@opentelemetry\/)(\/|$)/;
+const optional = /^(kysely|drizzle-orm|@prisma\/|prisma|typeorm|knex|@opentelemetry\/)(\/|$)/;
 
 function importGraph(entry: string): { files: Set<string>; packages: Set<string> } {
   const files = new Set<string>();
@@ -52,11 +52,11 @@ it('the core imports no driver, framework or query builder, and no package but n
 });
 
 it('each integration library is an optional peer dependency', () => {
-  for (const name of ['kysely', 'drizzle-orm', '@prisma/client', 'typeorm', '@opentelemetry/api']) {
+  for (const name of ['kysely', 'drizzle-orm', '@prisma/client', 'typeorm', 'knex', '@opentelemetry/api']) {
     expect(pkg.peerDependencies).toHaveProperty([name]);
     expect(pkg.peerDependenciesMeta[name]?.optional).toBe(true);
   }
-  for (const subpath of ['./kysely', './drizzle', './prisma', './typeorm', './otel'])
+  for (const subpath of ['./kysely', './drizzle', './prisma', './typeorm', './knex', './otel'])
     expect(pkg.exports).toHaveProperty([subpath]);
 });
 

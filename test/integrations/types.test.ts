@@ -6,9 +6,11 @@
 import type { MySqlRemoteDatabase } from 'drizzle-orm/mysql-proxy';
 import type { PgRemoteDatabase } from 'drizzle-orm/pg-proxy';
 import type { SqliteRemoteDatabase } from 'drizzle-orm/sqlite-proxy';
+import type { Knex } from 'knex';
 import type { Kysely, Transaction } from 'kysely';
 import type { Database } from 'txscope';
 import { createDrizzle } from 'txscope/drizzle';
+import { createKnex } from 'txscope/knex';
 import { createKysely } from 'txscope/kysely';
 import { adapter } from 'txscope/prisma';
 import { describe, expectTypeOf, it } from 'vitest';
@@ -58,12 +60,25 @@ async function prismaTypes(db: Database): Promise<void> {
   });
 }
 
+async function knexTypes(db: Database): Promise<void> {
+  const knex = createKnex(db, { useNullAsDefault: true });
+  expectTypeOf(knex).toEqualTypeOf<Knex>();
+  await knex.transaction(async (trx) => {
+    expectTypeOf(trx).toEqualTypeOf<Knex.Transaction>();
+  });
+  // @ts-expect-error: the txscope database owns the connections
+  createKnex(db, { connection: 'postgres://localhost/app' });
+}
+
 describe('integration types', () => {
   it('createKysely returns Kysely<DB>', () => {
     expectTypeOf(kyselyTypes).toBeFunction();
   });
   it('createDrizzle returns the Drizzle database of the schema’s dialect', () => {
     expectTypeOf(drizzleTypes).toBeFunction();
+  });
+  it('createKnex returns Knex', () => {
+    expectTypeOf(knexTypes).toBeFunction();
   });
   it('adapter(db) fits PrismaClient and keeps the generated model types', () => {
     expectTypeOf(prismaTypes).toBeFunction();

@@ -102,8 +102,8 @@ export class SqliteConnection implements DriverConnection {
     }
   }
 
-  /** A write also says the rowid it inserted (`lastInsertRowid`), as better-sqlite3's run() does. */
-  #run(text: string, values: readonly unknown[]): DriverResult & { lastInsertRowid?: number | bigint } {
+  /** A write also says the rowid it inserted (`insertId`, as mysql2's results do), from better-sqlite3's run(). */
+  #run(text: string, values: readonly unknown[]): DriverResult & { insertId?: number | bigint } {
     let statement = this.#cache.get(text);
     if (statement === undefined) {
       try {
@@ -132,7 +132,7 @@ export class SqliteConnection implements DriverConnection {
       return { rows, rowCount: rows.length };
     }
     const info = statement.run(...params);
-    return { rows: [], rowCount: info.changes, lastInsertRowid: info.lastInsertRowid };
+    return { rows: [], rowCount: info.changes, insertId: info.lastInsertRowid };
   }
 
   /** Turns `query_only` off again after a read-only transaction; a no-op when it is not on. */

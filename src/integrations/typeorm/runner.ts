@@ -307,9 +307,9 @@ export function txscopeRunnerClass(Base: RunnerConstructor, context: RunnerConte
       try {
         const raw: QueryResult<unknown> = await within(this.txscopeRun, () => db.query(query, params));
         const result = new TypeormQueryResult();
-        if ('lastInsertRowid' in raw) {
+        if ('insertId' in raw) {
           result.affected = raw.rowCount;
-          result.raw = (raw as { lastInsertRowid: unknown }).lastInsertRowid;
+          result.raw = (raw as { insertId: unknown }).insertId;
         } else {
           result.raw = raw.rows;
           result.records = raw.rows;

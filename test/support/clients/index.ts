@@ -23,7 +23,7 @@ export interface Client {
 }
 
 export interface ClientCase {
-  name: 'kysely' | 'drizzle' | 'prisma' | 'typeorm';
+  name: 'kysely' | 'drizzle' | 'prisma' | 'typeorm' | 'knex';
   /**
    * Whether the module-level client joins the library's own transaction when called inside its
    * callback. Prisma runs `$transaction`'s callback itself, outside any boundary txscope could open.
