@@ -77,6 +77,9 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
       // A pool per test database: idle ones are closed quickly so the server is not filled up.
       'server_idle_timeout = 10',
       'autodb_idle_timeout = 30',
+      // After a failed server login (one cut short by KILL's pause, say) PgBouncer waits this long
+      // before it tries again; the default 15 s would stall every client that long.
+      'server_login_retry = 1',
       'ignore_startup_parameters = extra_float_digits,options,statement_timeout',
       `logfile = ${logFile}`,
       `pidfile = ${join(dir, 'pgbouncer.pid')}`,
