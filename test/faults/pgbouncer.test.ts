@@ -119,7 +119,8 @@ describe.runIf(available)('behind PgBouncer (transaction mode)', () => {
         await db.query(sql`insert into items (tag) values ('timed out')`);
         await db.query('select pg_sleep(30) -- pgb_timeout');
       },
-      { timeoutMs: 300 },
+      // Long enough for the sleep to be seen running on a loaded machine.
+      { timeoutMs: 1500 },
     );
     await until(async () => (await running('pgb_timeout')) === 1, 5000, 'the sleep to run');
     await expect(result).rejects.toMatchObject({ code: 'ERR_TRANSACTION_TIMEOUT' });
@@ -195,6 +196,19 @@ describe.runIf(available)('behind PgBouncer (transaction mode)', () => {
     expect(aborted).toBeGreaterThan(0);
     expect(otherRuns).toBeGreaterThan(0);
     expect(failures).toEqual([]);
+    expect(db.stats().checkedOut).toBe(0);
+  });
+
+  it("a startup parameter PgBouncer does not know fails the first statement with PgBouncer's message", async () => {
+    const db = createDatabase({
+      driver: pg({ connectionString: bouncer.through(fresh.url), statement_timeout: 5000 }),
+      name: 'pgb_startup',
+    });
+    open.push(db);
+    // PgBouncer closes the connection with a FATAL error: a lost connection, its message the cause.
+    const error = await db.query(sql`select 1 as n`).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_CONNECTION_LOST' });
+    expect(String((error as TxScopeError).cause)).toMatch(/unsupported startup parameter: statement_timeout/);
     expect(db.stats().checkedOut).toBe(0);
   });
 

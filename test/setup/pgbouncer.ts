@@ -80,7 +80,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
       // After a failed server login (one cut short by KILL's pause, say) PgBouncer waits this long
       // before it tries again; the default 15 s would stall every client that long.
       'server_login_retry = 1',
-      'ignore_startup_parameters = extra_float_digits,options,statement_timeout',
+      'ignore_startup_parameters = extra_float_digits',
       `logfile = ${logFile}`,
       `pidfile = ${join(dir, 'pgbouncer.pid')}`,
       '',
