@@ -208,6 +208,22 @@ for (const { through, available } of targets) {
           [fresh.name],
         );
         expect(Number(rows[0]?.n)).toBeLessThanOrEqual((runPgBouncer()?.poolSize ?? 0) + 1);
+        // A backend killed at the end takes its client's connection to PgBouncer down a moment
+        // later (PgBouncer closes it): an autocommit statement taking that one may still reject
+        // ERR_CONNECTION_LOST, and only that, until the pool has let it go.
+        await until(
+          () =>
+            db.query('select 1 as ok').then(
+              () => true,
+              (error: unknown) => {
+                if (process.env.TXSCOPE_SOAK_VERBOSE) console.info(`[soak] after: ${String((error as Error).cause)} ${JSON.stringify(db.stats().pool)} proxy ${proxy.connections.length}`);
+                expect(error).toMatchObject({ code: 'ERR_CONNECTION_LOST' });
+                return false;
+              },
+            ),
+          5000,
+          'the pool to hand out only live connections',
+        );
       } else
         await until(
           async () => {

@@ -2,7 +2,7 @@ import type { TestProject } from 'vitest/node';
 import { redactUrl } from '../support/redact.js';
 import { banner } from './banner.js';
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from './embedded-postgres.js';
-import { type PgBouncer, startPgBouncerForRun } from './pgbouncer-run.js';
+import { type PgBouncer, pgbouncerMissingInCi, startPgBouncerForRun } from './pgbouncer-run.js';
 import { probeMysql, probePostgres } from './probe.js';
 
 declare module 'vitest' {
@@ -50,6 +50,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
         (mysqlFromEnv === undefined ? '' : ' (or fix TXSCOPE_MYSQL_URL)'),
     );
   }
+  const pgbouncerMissing = pgbouncerMissingInCi();
+  if (pgbouncerMissing !== null) fatal.push(pgbouncerMissing);
   if (fatal.length > 0) throw new Error(`txscope test setup failed:\n- ${fatal.join('\n- ')}`);
 
   let embedded: EmbeddedPostgresServer | undefined;

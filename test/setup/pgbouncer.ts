@@ -10,7 +10,8 @@ import { connect, createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 
-export const PGBOUNCER_BINARY = '/usr/sbin/pgbouncer';
+/** Debian's package; TXSCOPE_PGBOUNCER_BIN points elsewhere. */
+export const PGBOUNCER_BINARY = process.env.TXSCOPE_PGBOUNCER_BIN ?? '/usr/sbin/pgbouncer';
 export const PGBOUNCER_INSTALL_COMMAND = 'apt-get install -y pgbouncer';
 
 /** Server connections per database and user: smaller than the clients' pools (5 in the harness). */
