@@ -3,7 +3,7 @@
 // PROCESSES processes at once, all through one PgBouncer whose pool is smaller than the clients'.
 // Rounds interleave the two contenders; the figure is the sum of the processes' signups/s.
 //
-// node bench/pooler.mjs [--processes 4] [--rounds 3] [--seconds 5] [--pool 5] [--concurrency 16] [--pooler-pool 10]
+// node bench/pooler.mjs [--processes 4] [--rounds 3] [--seconds 5] [--pool 5] [--concurrency 16] [--pooler-pool 10] [--direct]
 // (after `npm run build`; needs /usr/sbin/pgbouncer and the bench database's server)
 import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
@@ -21,6 +21,8 @@ const { values } = parseArgs({
     pool: { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '16' },
     'pooler-pool': { type: 'string', default: '10' },
+    // The same processes straight to PostgreSQL, for comparison.
+    direct: { type: 'boolean', default: false },
   },
   strict: true,
 });
@@ -55,9 +57,11 @@ function runOne(name, url, tag) {
 }
 
 await prepareDatabase();
-const bouncer = await startPgBouncer({ serverUrl: benchUrl(), poolSize: Number(values['pooler-pool']) });
+const bouncer = values.direct
+  ? { url: benchUrl(), port: 'none', stop: async () => {} }
+  : await startPgBouncer({ serverUrl: benchUrl(), poolSize: Number(values['pooler-pool']) });
 console.log(
-  `signup through PgBouncer ${bouncer.port} (transaction mode, pool ${values['pooler-pool']}): ` +
+  `signup ${values.direct ? 'directly' : `through PgBouncer ${bouncer.port} (transaction mode, pool ${values['pooler-pool']})`}: ` +
     `${processes} processes × pool ${values.pool} × ${values.concurrency} in flight, ${values.seconds} s, ` +
     `load ${loadavg()
       .map((n) => n.toFixed(2))
