@@ -81,7 +81,8 @@ try {
       totals[name].push(perSecond);
       console.log(
         `  round ${round} ${name.padEnd(11)} ${perSecond.toFixed(0).padStart(6)} signups/s, ` +
-          `p99 ${p99.toFixed(1)} ms, ${reports[0].statementsPerUnit.toFixed(2)} statements/signup`,
+          `p99 ${p99.toFixed(1)} ms, ${reports[0].statementsPerUnit.toFixed(2)} statements/signup, ` +
+          `${(reports.reduce((sum, r) => sum + r.cpuUsPerUnit, 0) / reports.length).toFixed(0)} µs CPU/signup`,
       );
     }
   }
