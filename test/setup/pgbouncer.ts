@@ -150,7 +150,10 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
 
 async function tail(file: string): Promise<string> {
   const text = await readFile(file, 'utf8').catch(() => '');
-  return text.split('\n').slice(-Number(process.env.TXSCOPE_PGBOUNCER_LOG_LINES ?? 20)).join('\n');
+  return text
+    .split('\n')
+    .slice(-Number(process.env.TXSCOPE_PGBOUNCER_LOG_LINES ?? 20))
+    .join('\n');
 }
 
 function accepts(port: number): Promise<boolean> {
