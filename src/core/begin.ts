@@ -3,6 +3,7 @@
  * write, the statement running only if BEGIN succeeded; elsewhere BEGIN is awaited first.
  */
 import type { DriverConnection, DriverResult } from '../driver.js';
+import { TxScopeError } from '../errors.js';
 import type { Lease } from './lease.js';
 import {
   runAfterBegin,
@@ -50,8 +51,11 @@ export function sendBegin(
     if (!tx.mayReplaceConnection(error, replaced)) return Promise.reject(tx.failWith(error));
     return tx.lease.replace().then(
       (fresh) => sendBegin(tx, fresh, { ...first, replaced: replaced + 1 }),
-      // No fresh connection either (the server is gone): the transaction fails as BEGIN's would.
-      (lost: unknown) => Promise.reject(tx.failWith(lost)),
+      // No fresh connection either (the server or the pooler in front of it is gone, a restart):
+      // the transaction lost its connection, and says so with the loss as cause, not as whatever
+      // the reconnect ran into (ECONNREFUSED); a TxScopeError of the acquire (its timeout, an
+      // abort) says more and stays.
+      (failed: unknown) => Promise.reject(tx.failWith(failed instanceof TxScopeError ? failed : error)),
     );
   };
   const statements = tx.beginStatements();

@@ -1,6 +1,8 @@
 import type { TestProject } from 'vitest/node';
 import { redactUrl } from '../support/redact.js';
+import { banner } from './banner.js';
 import { type EmbeddedPostgresServer, startEmbeddedPostgres } from './embedded-postgres.js';
+import { type PgBouncer, pgbouncerMissingInCi, startPgBouncerForRun } from './pgbouncer-run.js';
 import { probeMysql, probePostgres } from './probe.js';
 
 declare module 'vitest' {
@@ -11,6 +13,8 @@ declare module 'vitest' {
     pgEmbedded: boolean;
     /** Admin URL of a MySQL/MariaDB server, or null when none answered (MySQL suites skip). */
     mysqlUrl: string | null;
+    /** PgBouncer (transaction mode) in front of pgUrl's server, or null when it is not installed. */
+    pgbouncer: { port: number; poolSize: number; adminUrl: string } | null;
   }
 }
 
@@ -46,6 +50,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
         (mysqlFromEnv === undefined ? '' : ' (or fix TXSCOPE_MYSQL_URL)'),
     );
   }
+  const pgbouncerMissing = pgbouncerMissingInCi();
+  if (pgbouncerMissing !== null) fatal.push(pgbouncerMissing);
   if (fatal.length > 0) throw new Error(`txscope test setup failed:\n- ${fatal.join('\n- ')}`);
 
   let embedded: EmbeddedPostgresServer | undefined;
@@ -72,6 +78,18 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
   project.provide('pgEmbedded', embedded !== undefined);
 
+  let pgbouncer: PgBouncer | null = null;
+  try {
+    pgbouncer = await startPgBouncerForRun(embedded?.url ?? pgUrl);
+  } catch (error) {
+    await embedded?.stop();
+    throw error;
+  }
+  project.provide(
+    'pgbouncer',
+    pgbouncer && { port: pgbouncer.port, poolSize: pgbouncer.poolSize, adminUrl: pgbouncer.adminUrl },
+  );
+
   if (mysqlProbe.ok) {
     project.provide('mysqlUrl', mysqlUrl);
   } else {
@@ -89,6 +107,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   }
 
   return async () => {
+    await pgbouncer?.stop();
     await embedded?.stop();
   };
 }
@@ -97,12 +116,4 @@ export default async function setup(project: TestProject): Promise<() => Promise
 function envUrl(name: string): string | undefined {
   const value = process.env[name]?.trim();
   return value === undefined || value === '' ? undefined : value;
-}
-
-// Loud on purpose: a skipped suite in a green run is easy to miss, and it hides real failures.
-function banner(lines: string[]): string {
-  const width = Math.max(...lines.map((line) => line.length));
-  const rule = '═'.repeat(width + 2);
-  const body = lines.map((line) => `║ ${line.padEnd(width)} ║`);
-  return `\n╔${rule}╗\n${body.join('\n')}\n╚${rule}╝\n\n`;
 }
