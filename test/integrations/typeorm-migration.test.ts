@@ -4,6 +4,7 @@
  * database saw (a second connection) and what the driver was sent.
  */
 import { type Database, Propagation, Transactional } from 'txscope';
+import { withRollback } from 'txscope/testing';
 import { createDataSource } from 'txscope/typeorm';
 import { DataSource } from 'typeorm';
 import { expect, it } from 'vitest';
@@ -235,6 +236,23 @@ forEachDriver('migrating from typeorm-transactional', (env) => {
     await expect(signUp('ada')).resolves.toEqual({ id: 1, name: 'ada' });
     expect(probe.acquires).toBe(0);
     expect(probe.statements).toEqual([]);
+  });
+
+  it('integration tests: each test in a transaction rolled back (txscope/testing), the service’s transactions savepoints of it', async () => {
+    const { db, probe, repos } = await setup();
+    const committed: string[] = [];
+    const signUp = db.transactional()(async (name: string) => {
+      await addUser(repos, name);
+      db.afterCommit(() => committed.push(name));
+    });
+    await withRollback(db, async () => {
+      await signUp('ada');
+      expect((await repos.users.find()).map((u) => u.name)).toEqual(['ada']);
+      if (isolated) expect(await names('users')).toEqual([]);
+    });
+    expect(committed).toEqual(['ada']);
+    expect(probe.statements.filter((s) => /^SAVEPOINT/i.test(s))).toHaveLength(1);
+    expect(await names('users')).toEqual([]);
   });
 
   it('a data source may be created again (tests, hot reload): no registry to collide with', async () => {
