@@ -142,6 +142,13 @@ export interface Driver {
   query?(text: string, values: readonly unknown[]): Promise<DriverResult>;
   /** Gives a connection back; `destroy` closes it instead of pooling it. */
   release(connection: DriverConnection, options: { destroy: boolean }): void;
+  /**
+   * Optional: how long session state (`SET`, advisory locks, temporary tables) lasts on a
+   * checked-out connection. `'per_transaction'` behind a transaction-mode pooler (PgBouncer, RDS
+   * Proxy, Supavisor), where the server session changes between transactions: `db.connection(fn)`,
+   * which exists for session state, is then refused. Default `'kept'`.
+   */
+  readonly sessions?: 'kept' | 'per_transaction';
   classify(error: unknown): ErrorKind;
   counts(): PoolCounts;
   close(): Promise<void>;

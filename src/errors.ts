@@ -253,6 +253,16 @@ export const errors = {
     );
   },
 
+  noSessionsBehindPooler(label: string): TxScopeError {
+    return error(
+      ErrorCode.INVALID_OPTION,
+      `db.connection(fn) keeps session state (SET, advisory locks, temporary tables) on one server session, ` +
+        `and ${label} is behind a transaction-mode pooler (pooler: 'transaction'), which changes the session ` +
+        'between transactions; run the work in db.transaction(fn) (SET LOCAL, pg_advisory_xact_lock), or connect ' +
+        'that code directly to PostgreSQL',
+    );
+  },
+
   pinClosed(): TxScopeError {
     return error(
       ErrorCode.SCOPE_CLOSED,

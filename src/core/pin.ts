@@ -115,6 +115,7 @@ export async function runPinned<T>(engine: Engine, fn: () => T | Promise<T>): Pr
   if (rejection !== null) throw rejection;
   if ((b?.frame && !b.frame.isClosed) || (b?.pin && !b.pin.closed)) return fn();
   if (b?.pin?.testing) throw errors.testTransactionEnded();
+  if (engine.driver.sessions === 'per_transaction') throw errors.noSessionsBehindPooler(engine.driver.label);
   const held = b?.held ?? noLeases;
   const test = engine.test;
   // Under a test transaction the one connection is its connection.

@@ -112,6 +112,26 @@ describe.runIf(available)('behind PgBouncer (transaction mode)', () => {
     return rows.map((r) => r.tag);
   }
 
+  it("with pooler: 'transaction', db.connection(fn) is refused (no session to keep), and transactions run as ever", async () => {
+    const db = createDatabase({
+      driver: pg({ connectionString: bouncer.through(fresh.url), max: 2, pooler: 'transaction' }),
+      name: 'declared-pooler',
+    });
+    open.push(db);
+    await expect(db.connection(() => db.query(sql`select 1`))).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      message: expect.stringContaining("transaction-mode pooler (pooler: 'transaction')"),
+    });
+    await db.transaction(async () => {
+      await db.query(sql`insert into items (tag) values ('declared')`);
+      // Inside a transaction one backend serves it all: db.connection(fn) just runs fn there.
+      await db.connection(() => db.query(sql`select 1`));
+    });
+    const { rows } = await admin.query('select tag from items');
+    expect(rows).toEqual([{ tag: 'declared' }]);
+    expect(() => pg({ connectionString: fresh.url, pooler: 'session' as 'transaction' })).toThrow(TxScopeError);
+  });
+
   it('a timeout cancels the statement on the server through PgBouncer; the backend serves the next client cleanly', async () => {
     const { db, probe } = makeDb('pgb_timeout');
     const result = db.transaction(

@@ -57,6 +57,12 @@ export interface PgConfig {
   acquireTimeoutMillis?: number;
   application_name?: string;
   statement_timeout?: number;
+  /**
+   * `'transaction'` when a transaction-mode pooler (PgBouncer, RDS Proxy, Supavisor) stands between
+   * txscope and PostgreSQL: `db.connection(fn)`, whose session state the pooler would not keep,
+   * is refused with `ERR_INVALID_OPTION` instead of silently running on changing backends.
+   */
+  pooler?: 'transaction';
   [option: string]: unknown;
 }
 
@@ -83,6 +89,7 @@ class PgDriver implements Driver {
   readonly dialect = postgresDialect;
   readonly label: string;
   readonly classify = classifyPostgresError;
+  readonly sessions: 'kept' | 'per_transaction';
   readonly #config: PgConfig;
   readonly #acquireTimeoutMillis: number;
   readonly #pool: LazyPool<PgPoolLike>;
@@ -93,6 +100,7 @@ class PgDriver implements Driver {
     this.#config = isPool(source) ? (source.options as PgConfig) : source;
     this.#acquireTimeoutMillis = this.#config.acquireTimeoutMillis ?? defaultAcquireTimeoutMillis;
     this.label = labelOf(this.#config);
+    this.sessions = this.#config.pooler === 'transaction' ? 'per_transaction' : 'kept';
     this.#pool = new LazyPool(isPool(source) ? this.#watch(source) : null, () => this.#makePool());
   }
 
@@ -113,7 +121,7 @@ class PgDriver implements Driver {
 
   async #makePool(): Promise<PgPoolLike> {
     const pg = await this.#load();
-    const { acquireTimeoutMillis, maxLifetimeSeconds, ...rest } = this.#config;
+    const { acquireTimeoutMillis, maxLifetimeSeconds, pooler, ...rest } = this.#config;
     const config: Record<string, unknown> = {
       ...rest,
       max: this.#config.max ?? defaultMax,
@@ -216,5 +224,9 @@ export function pg(config: PgConfig | PgPoolLike): Driver {
     );
   }
   if (!isPool(config)) checkPoolNumbers('pg', config, { numbers: poolOptionKeys });
+  const pooler = (config as PgConfig).pooler;
+  if (pooler !== undefined && pooler !== 'transaction') {
+    throw errors.invalidOption('pg() pooler', "'transaction' (a transaction-mode pooler) or nothing", pooler);
+  }
   return new PgDriver(config);
 }
