@@ -22,8 +22,9 @@ import { pglite } from 'txscope/pglite';
 import { sqlite } from 'txscope/sqlite';
 import { afterAll, afterEach, beforeAll, describe, inject } from 'vitest';
 import { freshMysqlDatabase, freshPgDatabase } from './databases.js';
+import { postgresjsCase } from './postgresjs-case.js';
 
-export type DriverName = 'pg' | 'pglite' | 'mysql' | 'sqlite';
+export type DriverName = 'pg' | 'pglite' | 'mysql' | 'sqlite' | 'postgresjs';
 
 /** What a driver can show; suites skip what it cannot. */
 export interface Capabilities {
@@ -59,7 +60,7 @@ export interface DriverEnv {
   readonly url: string | null;
 }
 
-interface DriverCase {
+export interface DriverCase {
   name: DriverName;
   capabilities: Capabilities;
   /** False when this run has no server for it: its suites are skipped (the global setup says why). */
@@ -67,7 +68,7 @@ interface DriverCase {
   start(): Promise<EnvBackend>;
 }
 
-interface EnvBackend {
+export interface EnvBackend {
   url: string | null;
   driver(max: number): Driver;
   observe(text: string, values?: unknown[]): Promise<unknown[]>;
@@ -157,6 +158,7 @@ const cases: DriverCase[] = [
       };
     },
   },
+  postgresjsCase,
 ];
 
 /** The PGlite instance belongs to the env: closing a database must not close it. */

@@ -1,0 +1,341 @@
+/** `txscope/postgresjs`: a driver over postgres.js (the `postgres` package) and its own pool. */
+import type { Driver, DriverConnection, DriverResult, ErrorKind, PoolCounts } from '../../driver.js';
+import { errors, type PoolTimeoutDetails } from '../../errors.js';
+import { checkPoolNumbers } from '../../options.js';
+import {
+  defaultAcquireTimeoutMillis,
+  defaultMax,
+  importPeer,
+  LazyPool,
+  labelOfParts,
+  labelOfUrl,
+  withAcquireDeadline,
+} from '../runtime.js';
+import type { CancelTarget } from './cancel.js';
+import { classifyPostgresError } from './classify.js';
+import { postgresDialect } from './dialect.js';
+import {
+  type PostgresJsBackend,
+  PostgresJsConnection,
+  type PostgresJsLink,
+  type PostgresJsQueryOptions,
+  type PostgresJsReservedLike,
+  type PostgresJsUnsafe,
+  toResult,
+} from './postgresjs-connection.js';
+
+/** The options of a postgres.js `Sql`, as it keeps them parsed (`sql.options`). */
+export interface PostgresJsParsedOptions {
+  readonly max: number;
+  readonly host: readonly string[];
+  readonly port: readonly number[];
+  /** The Unix socket path, or false. */
+  readonly path: string | false;
+  readonly database: string;
+  onclose?: ((connectionId: number) => void) | undefined;
+}
+
+/** The part of a postgres.js `Sql` (what `postgres(url, options)` returns) txscope uses. */
+export interface PostgresJsSqlLike extends PostgresJsUnsafe {
+  reserve(): Promise<PostgresJsReservedLike>;
+  end(options?: { timeout?: number | null }): Promise<void>;
+  readonly options: PostgresJsParsedOptions;
+}
+
+/**
+ * postgres.js options (its own names, passed through as they are) plus `url` and
+ * `acquireTimeoutMillis`. Connection strings and passwords never appear in txscope's errors or
+ * events.
+ */
+export interface PostgresJsOptions {
+  /** A connection string (`postgres://user:pass@host:5432/db`): postgres.js's first argument. */
+  url?: string;
+  host?: string;
+  port?: number;
+  database?: string;
+  user?: string;
+  password?: string | (() => string | Promise<string>);
+  ssl?: unknown;
+  /** Pool size; default 10. */
+  max?: number;
+  /** Seconds an idle connection stays open (postgres.js: forever by default). */
+  idle_timeout?: number;
+  /** Seconds a connection lives (postgres.js: 30 to 60 minutes by default). */
+  max_lifetime?: number | null;
+  /** Seconds to open a connection (postgres.js default 30). */
+  connect_timeout?: number;
+  /**
+   * Prepared (named) statements cached per connection, so that a statement seen before takes one
+   * round trip; default true. Set false behind PgBouncer in transaction mode.
+   */
+  prepare?: boolean;
+  /** How long an acquire waits for a connection before `ERR_POOL_TIMEOUT`; default 10000. */
+  acquireTimeoutMillis?: number;
+  [option: string]: unknown;
+}
+
+interface PostgresModule {
+  (url: string | undefined, options: Record<string, unknown>): PostgresJsSqlLike;
+  (options: Record<string, unknown>): PostgresJsSqlLike;
+}
+
+const poolOptionKeys = ['max', 'acquireTimeoutMillis', 'idle_timeout', 'connect_timeout'] as const;
+
+/** postgres.js's own codes for a connection that is gone (its errors carry them in `code`). */
+const lostCodes = new Set([
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  'CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+]);
+
+/** Classifies a postgres.js error: its connection codes, then the PostgreSQL table. */
+export function classifyPostgresJsError(error: unknown): ErrorKind {
+  if (error !== null && typeof error === 'object') {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && lostCodes.has(code)) return 'connection_lost';
+  }
+  return classifyPostgresError(error);
+}
+
+const isLost = (error: unknown): boolean => classifyPostgresJsError(error) === 'connection_lost';
+
+function isSql(value: PostgresJsOptions | PostgresJsSqlLike): value is PostgresJsSqlLike {
+  return (
+    typeof value === 'function' &&
+    typeof (value as PostgresJsSqlLike).reserve === 'function' &&
+    typeof (value as PostgresJsSqlLike).unsafe === 'function'
+  );
+}
+
+function labelOfOptions(options: PostgresJsOptions): string {
+  if (typeof options.url === 'string') return labelOfUrl(options.url, 'postgres');
+  return labelOfParts(options.database ?? 'postgres', options.host ?? 'localhost', options.port);
+}
+
+function labelOfSql(options: PostgresJsParsedOptions): string {
+  if (options.path) return `${options.database}@${options.path}`;
+  return labelOfParts(options.database, options.host[0] ?? 'localhost', options.port[0]);
+}
+
+/** How long `close()` waits at most for a terminated connection's socket to close. */
+const terminateWaitMs = 5000;
+
+/** A statement prepared and cached per connection, and told its connection (pool accounting). */
+const pooledOptions: PostgresJsQueryOptions = Object.freeze({ prepare: true });
+
+class PostgresJsDriver implements Driver {
+  readonly dialect = postgresDialect;
+  readonly label: string;
+  readonly classify = classifyPostgresJsError;
+  readonly #options: PostgresJsOptions;
+  readonly #acquireTimeoutMillis: number;
+  readonly #sql: LazyPool<PostgresJsSqlLike>;
+  /** postgres.js's connections seen, by id; dropped when postgres.js says they closed. */
+  readonly #links = new Map<number, PostgresJsLink>();
+  #reserved = 0;
+  #pooledRunning = 0;
+  #waiting = 0;
+  #closing = false;
+  readonly #terminating = new Set<Promise<void>>();
+  readonly #settings = {
+    cancelTarget: (backend: PostgresJsBackend) => this.#cancelTarget(backend),
+    linked: (link: PostgresJsLink) => {
+      this.#links.set(link.id, link);
+    },
+  };
+
+  constructor(source: PostgresJsOptions | PostgresJsSqlLike) {
+    if (isSql(source)) {
+      this.#options = {};
+      this.label = labelOfSql(source.options);
+      this.#acquireTimeoutMillis = defaultAcquireTimeoutMillis;
+      this.#sql = new LazyPool(this.#watch(source), () => Promise.resolve(source));
+    } else {
+      this.#options = source;
+      this.label = labelOfOptions(source);
+      this.#acquireTimeoutMillis = source.acquireTimeoutMillis ?? defaultAcquireTimeoutMillis;
+      this.#sql = new LazyPool<PostgresJsSqlLike>(null, () => this.#make());
+    }
+  }
+
+  async #make(): Promise<PostgresJsSqlLike> {
+    const postgres = await importPeer<PostgresModule>('postgres', 'txscope/postgresjs');
+    const { url, acquireTimeoutMillis, ...rest } = this.#options;
+    const options: Record<string, unknown> = { ...rest, max: rest.max ?? defaultMax };
+    return this.#watch(url === undefined ? postgres(options) : postgres(url, options));
+  }
+
+  /** Follows postgres.js's `onclose` (chained to the user's own) to keep the pool counts true. */
+  #watch(sql: PostgresJsSqlLike): PostgresJsSqlLike {
+    const options = sql.options;
+    const theirs = options.onclose;
+    options.onclose = (id) => {
+      this.#links.delete(id);
+      theirs?.(id);
+    };
+    return sql;
+  }
+
+  #cancelTarget(backend: PostgresJsBackend): CancelTarget | null {
+    const sql = this.#sql.current;
+    if (backend.pid === null || backend.secret === null || sql === null) return null;
+    // postgres.js reads the key as unsigned; the CancelRequest carries it as a signed Int32.
+    const pid = backend.pid | 0;
+    const secret = backend.secret | 0;
+    const { path, host, port } = sql.options;
+    if (path) {
+      const socket = /^(.*)\/\.s\.PGSQL\.(\d+)$/.exec(path);
+      if (socket !== null) {
+        return { host: socket[1] as string, port: Number(socket[2]), processID: pid, secretKey: secret };
+      }
+    }
+    return { host: host[0] ?? 'localhost', port: port[0] ?? 5432, processID: pid, secretKey: secret };
+  }
+
+  #details(): PoolTimeoutDetails {
+    return {
+      label: this.label,
+      acquireTimeoutMillis: this.#acquireTimeoutMillis,
+      counts: this.counts(),
+      kind: 'pool',
+    };
+  }
+
+  acquire(): Promise<DriverConnection> {
+    const sql = this.#sql.current;
+    if (sql === null) return Promise.resolve(this.#sql.get()).then((made) => this.#reserve(made));
+    return this.#reserve(sql);
+  }
+
+  #reserve(sql: PostgresJsSqlLike): Promise<DriverConnection> {
+    this.#waiting++;
+    const taking = withAcquireDeadline(sql.reserve(), {
+      timeoutMs: this.#acquireTimeoutMillis,
+      details: () => this.#details(),
+      // It came after the caller gave up: straight back to the pool, never leaked.
+      late: (reserved) => reserved.release(),
+    });
+    return taking.then(
+      (reserved) => {
+        this.#waiting--;
+        this.#reserved++;
+        return new PostgresJsConnection(reserved, this.#settings, isLost);
+      },
+      (error: unknown) => {
+        this.#waiting--;
+        throw error;
+      },
+    );
+  }
+
+  query(text: string, values: readonly unknown[]): Promise<DriverResult> {
+    const sql = this.#sql.current;
+    if (sql === null) return Promise.resolve(this.#sql.get()).then(() => this.query(text, values));
+    const query =
+      values.length === 0 ? sql.unsafe(text) : sql.unsafe(text, values as unknown[], pooledOptions);
+    this.#pooledRunning++;
+    return new Promise<DriverResult>((resolve, reject) => {
+      // postgres.js queues a statement until a connection is free, with no bound of its own: one
+      // still queued at the deadline is taken out of the queue (its cancel does that) and fails.
+      const timer = setTimeout(() => {
+        if (query.state !== null) return;
+        const error = errors.poolTimeout(this.#details());
+        query.cancel();
+        reject(error);
+      }, this.#acquireTimeoutMillis);
+      query.then(
+        (result) => {
+          clearTimeout(timer);
+          this.#pooledRunning--;
+          resolve(toResult(result));
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          this.#pooledRunning--;
+          reject(error);
+        },
+      );
+    });
+  }
+
+  release(connection: DriverConnection, options: { destroy: boolean }): void {
+    const c = connection as PostgresJsConnection;
+    this.#reserved--;
+    c.unlink();
+    const link = c.link;
+    // A connection postgres.js saw close is already back in its pool's closed queue: releasing it
+    // would put it among the open ones.
+    if (link !== null && link.reserved === null) return;
+    if (c.lost !== null) {
+      // Lost, its socket not closed yet: postgres.js would still count it as reserved.
+      if (link !== null) this.#terminate(link);
+      return;
+    }
+    if ((options.destroy || this.#closing) && link !== null) {
+      this.#terminate(link);
+      return;
+    }
+    c.reserved.release();
+  }
+
+  /**
+   * Closes a connection of postgres.js's pool. Until its socket has closed postgres.js still counts
+   * it as reserved, and `sql.end()` would wait for it forever: `close()` waits for these first.
+   */
+  #terminate(link: PostgresJsLink): void {
+    const closed = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, terminateWaitMs);
+      link.onclose = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#terminating.add(closed);
+    void closed.then(() => this.#terminating.delete(closed));
+    link.terminate();
+  }
+
+  counts(): PoolCounts {
+    const max = this.#sql.current?.options.max ?? this.#options.max ?? defaultMax;
+    const busy = this.#reserved + this.#pooledRunning;
+    const total = Math.min(max, Math.max(this.#links.size, busy));
+    return { total, idle: Math.max(0, total - busy), waiting: this.#waiting, max };
+  }
+
+  close(): Promise<void> {
+    this.#closing = true;
+    return this.#sql.close(async (sql) => {
+      await Promise.all(this.#terminating);
+      await sql.end();
+    });
+  }
+}
+
+/**
+ * A driver over postgres.js: give it postgres.js options (with `url` for a connection string),
+ * or a `Sql` you already have (`db.close()` ends it).
+ *
+ * @example
+ * ```ts
+ * import { createDatabase } from 'txscope';
+ * import { postgresjs } from 'txscope/postgresjs';
+ * export const db = createDatabase({ driver: postgresjs({ url: process.env.DATABASE_URL, max: 10 }) });
+ * ```
+ */
+export function postgresjs(options: PostgresJsOptions | PostgresJsSqlLike): Driver {
+  if (options === null || (typeof options !== 'object' && typeof options !== 'function')) {
+    throw errors.invalidArgument(
+      'postgresjs()',
+      'postgres.js options ({ url, max, idle_timeout, … }) or a postgres.js Sql (postgres(url))',
+    );
+  }
+  if (!isSql(options)) {
+    checkPoolNumbers('postgresjs', options, { numbers: poolOptionKeys });
+    if (options.url !== undefined && typeof options.url !== 'string') {
+      throw errors.invalidOption('postgresjs.url', 'a connection string', '(not a string)');
+    }
+  }
+  return new PostgresJsDriver(options);
+}
