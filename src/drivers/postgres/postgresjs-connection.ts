@@ -98,6 +98,8 @@ export class PostgresJsConnection implements DriverConnection {
   #tracked: Tracked = 'idle';
   /** The error the connection died of, or null while it is alive. */
   lost: unknown = null;
+  /** It died with a statement in flight (postgres.js then keeps that statement's state; see the driver). */
+  lostInFlight = false;
   /** postgres.js's connection object, once a statement has told it. */
   link: PostgresJsLink | null = null;
   #running: PostgresJsQuery | null = null;
@@ -158,6 +160,7 @@ export class PostgresJsConnection implements DriverConnection {
         this.#running = null;
         if (this.classifyLost(error)) {
           if (this.lost === null) this.lost = error;
+          this.lostInFlight = true;
         } else if (this.#tracked === 'in_transaction') this.#tracked = 'failed';
         throw error;
       },

@@ -18,6 +18,7 @@ import {
   type PostgresJsBackend,
   PostgresJsConnection,
   type PostgresJsLink,
+  type PostgresJsQuery,
   type PostgresJsQueryOptions,
   type PostgresJsReservedLike,
   type PostgresJsUnsafe,
@@ -119,11 +120,13 @@ function labelOfSql(options: PostgresJsParsedOptions): string {
   return labelOfParts(options.database, options.host[0] ?? 'localhost', options.port[0]);
 }
 
+const noop = (): void => {};
+
+/** A turn of the event loop: the socket's close follows its error in the next one. */
+const afterClose = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** How long `close()` waits at most for a terminated connection's socket to close. */
 const terminateWaitMs = 5000;
-
-/** A statement prepared and cached per connection, and told its connection (pool accounting). */
-const pooledOptions: PostgresJsQueryOptions = Object.freeze({ prepare: true });
 
 class PostgresJsDriver implements Driver {
   readonly dialect = postgresDialect;
@@ -138,13 +141,26 @@ class PostgresJsDriver implements Driver {
   #pooledRunning = 0;
   #waiting = 0;
   #closing = false;
+  /** A connection was lost since the pool was made (see close()). */
+  #lostSeen = false;
   readonly #terminating = new Set<Promise<void>>();
+  /** What acquires wait for: connections closing, stale errors being absorbed. */
+  readonly #settling = new Set<Promise<void>>();
   readonly #settings = {
     cancelTarget: (backend: PostgresJsBackend) => this.#cancelTarget(backend),
     linked: (link: PostgresJsLink) => {
       this.#links.set(link.id, link);
     },
   };
+
+  /** Autocommit statements tell their connection, for the pool counts; bound ones are prepared. */
+  readonly #pooledSimple: PostgresJsQueryOptions = {
+    onexecute: (link) => {
+      this.#links.set(link.id, link);
+      return true;
+    },
+  };
+  readonly #pooledBound: PostgresJsQueryOptions = { ...this.#pooledSimple, prepare: true };
 
   constructor(source: PostgresJsOptions | PostgresJsSqlLike) {
     if (isSql(source)) {
@@ -206,12 +222,15 @@ class PostgresJsDriver implements Driver {
   acquire(): Promise<DriverConnection> {
     const sql = this.#sql.current;
     if (sql === null) return Promise.resolve(this.#sql.get()).then((made) => this.#reserve(made));
+    if (this.#settling.size > 0) {
+      return Promise.all(this.#settling).then(() => this.#reserve(sql));
+    }
     return this.#reserve(sql);
   }
 
   #reserve(sql: PostgresJsSqlLike): Promise<DriverConnection> {
     this.#waiting++;
-    const taking = withAcquireDeadline(sql.reserve(), {
+    const taking = withAcquireDeadline(this.#reserveLive(sql), {
       timeoutMs: this.#acquireTimeoutMillis,
       details: () => this.#details(),
       // It came after the caller gave up: straight back to the pool, never leaked.
@@ -230,12 +249,62 @@ class PostgresJsDriver implements Driver {
     );
   }
 
+  /**
+   * `sql.reserve()`, again when it fails for a lost connection: postgres.js keeps the error of a
+   * connection that died in the middle of a statement and fails the next open of that slot with
+   * it, though the new connection is fine. Nothing ran on a reservation yet, so taking another is
+   * safe; the acquire deadline bounds the attempts.
+   */
+  async #reserveLive(sql: PostgresJsSqlLike): Promise<PostgresJsReservedLike> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await sql.reserve();
+      } catch (error) {
+        if (attempt >= sql.options.max || !isLost(error) || this.#closing) throw error;
+        this.#lostSeen = true;
+      }
+    }
+  }
+
   query(text: string, values: readonly unknown[]): Promise<DriverResult> {
     const sql = this.#sql.current;
     if (sql === null) return Promise.resolve(this.#sql.get()).then(() => this.query(text, values));
-    const query =
-      values.length === 0 ? sql.unsafe(text) : sql.unsafe(text, values as unknown[], pooledOptions);
     this.#pooledRunning++;
+    return this.#pooled(sql, text, values).then(
+      (result) => {
+        this.#pooledRunning--;
+        return result;
+      },
+      (error: unknown) => {
+        this.#pooledRunning--;
+        throw error;
+      },
+    );
+  }
+
+  async #pooled(sql: PostgresJsSqlLike, text: string, values: readonly unknown[]): Promise<DriverResult> {
+    for (let attempt = 0; ; attempt++) {
+      const query =
+        values.length === 0
+          ? sql.unsafe(text, [], this.#pooledSimple)
+          : sql.unsafe(text, values as unknown[], this.#pooledBound);
+      try {
+        return await this.#bounded(query);
+      } catch (error) {
+        // Failed before it was ever sent (the stale error of a dead connection, see #reserveLive).
+        if (query.state !== null || attempt >= sql.options.max || !isLost(error) || this.#closing) {
+          if (isLost(error)) {
+            this.#lostSeen = true;
+            if (query.state !== null) this.#settle(afterClose().then(() => this.#absorb()));
+          }
+          throw error;
+        }
+        this.#lostSeen = true;
+      }
+    }
+  }
+
+  #bounded(query: PostgresJsQuery): Promise<DriverResult> {
     return new Promise<DriverResult>((resolve, reject) => {
       // postgres.js queues a statement until a connection is free, with no bound of its own: one
       // still queued at the deadline is taken out of the queue (its cancel does that) and fails.
@@ -248,12 +317,10 @@ class PostgresJsDriver implements Driver {
       query.then(
         (result) => {
           clearTimeout(timer);
-          this.#pooledRunning--;
           resolve(toResult(result));
         },
         (error: unknown) => {
           clearTimeout(timer);
-          this.#pooledRunning--;
           reject(error);
         },
       );
@@ -266,11 +333,12 @@ class PostgresJsDriver implements Driver {
     c.unlink();
     const link = c.link;
     // A connection postgres.js saw close is already back in its pool's closed queue: releasing it
-    // would put it among the open ones.
-    if (link !== null && link.reserved === null) return;
-    if (c.lost !== null) {
-      // Lost, its socket not closed yet: postgres.js would still count it as reserved.
-      if (link !== null) this.#terminate(link);
+    // would put it among the open ones. Not closed yet: postgres.js would still count it as reserved.
+    const gone = link !== null && link.reserved === null;
+    if (gone || c.lost !== null) {
+      this.#lostSeen = true;
+      const closed = gone || link === null ? Promise.resolve() : this.#terminate(link);
+      if (c.lostInFlight) this.#settle(closed.then(() => this.#absorb()));
       return;
     }
     if ((options.destroy || this.#closing) && link !== null) {
@@ -284,7 +352,7 @@ class PostgresJsDriver implements Driver {
    * Closes a connection of postgres.js's pool. Until its socket has closed postgres.js still counts
    * it as reserved, and `sql.end()` would wait for it forever: `close()` waits for these first.
    */
-  #terminate(link: PostgresJsLink): void {
+  #terminate(link: PostgresJsLink): Promise<void> {
     const closed = new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, terminateWaitMs);
       link.onclose = () => {
@@ -295,6 +363,31 @@ class PostgresJsDriver implements Driver {
     this.#terminating.add(closed);
     void closed.then(() => this.#terminating.delete(closed));
     link.terminate();
+    this.#settle(closed);
+    return closed;
+  }
+
+  /** Acquires wait for `settling` first (see #absorb). */
+  #settle(settling: Promise<void>): void {
+    this.#settling.add(settling);
+    void settling.then(() => this.#settling.delete(settling));
+  }
+
+  /**
+   * A connection that died with a statement in flight keeps, inside postgres.js, that statement
+   * and the server's FATAL error, and fails the first request of its next open with them. When that
+   * request is a `reserve()`, postgres.js also strands it: the next connection to open goes to the
+   * failed reservation and is lost to the pool (porsager/postgres#1195, #1199, #1097). So before
+   * the next reservation, a few empty autocommit statements (as many as the pool is large, so one
+   * reaches the slot that died) take the stale error instead; their failures are expected.
+   */
+  async #absorb(): Promise<void> {
+    const sql = this.#sql.current;
+    if (sql === null || this.#closing) return;
+    const absorbing: Promise<unknown>[] = [];
+    for (let i = 0; i < sql.options.max; i++) absorbing.push(sql.unsafe('').then(noop, noop));
+    const timer = new Promise<void>((resolve) => setTimeout(resolve, terminateWaitMs).unref());
+    await Promise.race([Promise.all(absorbing), timer]);
   }
 
   counts(): PoolCounts {
@@ -308,7 +401,9 @@ class PostgresJsDriver implements Driver {
     this.#closing = true;
     return this.#sql.close(async (sql) => {
       await Promise.all(this.#terminating);
-      await sql.end();
+      // After a connection died in the middle of a statement, postgres.js's end() waits for that
+      // statement forever: then nothing of txscope's can still be running, and end() need not wait.
+      await sql.end({ timeout: this.#lostSeen ? 0 : null });
     });
   }
 }
