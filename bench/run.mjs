@@ -69,6 +69,8 @@ const contenders = {
   baseline: { label: 'hand-written pg (baseline)', quick: true },
   'txscope-pg': { label: 'txscope over pg', quick: true },
   'txscope-kysely': { label: 'txscope over Kysely', quick: true },
+  'txscope-postgresjs': { label: 'txscope over postgres.js', quick: false },
+  postgresjs: { label: 'hand-written postgres.js (sql.begin)', quick: false },
   'als-wrapper': { label: '40-line AsyncLocalStorage wrapper (reference)', quick: false },
   kysely: { label: 'plain Kysely, explicit trx', quick: false },
   drizzle: { label: 'plain Drizzle, db.transaction', quick: false },
@@ -93,8 +95,17 @@ const unitContenders = [
   'nestjs-cls',
   'mikroorm',
   'prisma',
+  'txscope-postgresjs',
+  'postgresjs',
 ];
-const notOtherLibraries = new Set(['baseline', 'txscope-pg', 'txscope-kysely', 'als-wrapper']);
+const notOtherLibraries = new Set([
+  'baseline',
+  'txscope-pg',
+  'txscope-kysely',
+  'als-wrapper',
+  'txscope-postgresjs',
+  'postgresjs',
+]);
 
 const workloads = [
   {
@@ -107,7 +118,10 @@ const workloads = [
     perNode: true,
     baseline: 'baseline',
     contenders: unitContenders,
-    pairs: [['txscope-kysely', 'kysely']],
+    pairs: [
+      ['txscope-kysely', 'kysely'],
+      ['txscope-postgresjs', 'postgresjs'],
+    ],
   },
   {
     id: 'read',
@@ -119,7 +133,10 @@ const workloads = [
     perNode: true,
     baseline: 'baseline',
     contenders: unitContenders,
-    pairs: [['txscope-kysely', 'kysely']],
+    pairs: [
+      ['txscope-kysely', 'kysely'],
+      ['txscope-postgresjs', 'postgresjs'],
+    ],
   },
   {
     id: 'http',
@@ -536,6 +553,7 @@ try {
 /** @type {Record<string, string | null>} why a contender cannot run here, null when it can */
 const unavailable = {};
 if (!built('txscope/kysely')) unavailable['txscope-kysely'] = 'txscope/kysely is not built';
+if (!built('txscope/postgresjs')) unavailable['txscope-postgresjs'] = 'txscope/postgresjs is not built';
 if (!quick && selected.some((w) => w === 'signup' || w === 'read')) {
   try {
     await ensurePrismaClient();
