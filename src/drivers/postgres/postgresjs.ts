@@ -222,15 +222,17 @@ class PostgresJsDriver implements Driver {
   acquire(): Promise<DriverConnection> {
     const sql = this.#sql.current;
     if (sql === null) return Promise.resolve(this.#sql.get()).then((made) => this.#reserve(made));
-    if (this.#settling.size > 0) {
-      return Promise.all(this.#settling).then(() => this.#reserve(sql));
-    }
     return this.#reserve(sql);
   }
 
   #reserve(sql: PostgresJsSqlLike): Promise<DriverConnection> {
     this.#waiting++;
-    const taking = withAcquireDeadline(this.#reserveLive(sql), {
+    // After a loss, the reservation waits (within the deadline) for the dead connection to settle.
+    const reserving =
+      this.#settling.size === 0
+        ? this.#reserveLive(sql)
+        : Promise.all(this.#settling).then(() => this.#reserveLive(sql));
+    const taking = withAcquireDeadline(reserving, {
       timeoutMs: this.#acquireTimeoutMillis,
       details: () => this.#details(),
       // It came after the caller gave up: straight back to the pool, never leaked.
