@@ -15,7 +15,6 @@ import {
   type PostgresJsBackend,
   PostgresJsConnection,
   type PostgresJsLink,
-  type PostgresJsQuery,
   type PostgresJsQueryOptions,
   type PostgresJsReservedLike,
   toResult,
@@ -40,6 +39,16 @@ export {
 } from './postgresjs-options.js';
 
 const noop = (): void => {};
+
+/** An autocommit statement on the pool, and the caller's promise it settles. */
+interface PooledRun {
+  readonly sql: PostgresJsSqlLike;
+  readonly text: string;
+  readonly values: readonly unknown[];
+  readonly attempt: number;
+  readonly resolve: (result: DriverResult) => void;
+  readonly reject: (error: unknown) => void;
+}
 
 /** A turn of the event loop: the socket's close follows its error in the next one. */
 const afterClose = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -191,61 +200,52 @@ class PostgresJsDriver implements Driver {
     const sql = this.#sql.current;
     if (sql === null) return Promise.resolve(this.#sql.get()).then(() => this.query(text, values));
     this.#pooledRunning++;
-    return this.#pooled(sql, text, values).then(
+    return new Promise<DriverResult>((resolve, reject) => {
+      this.#pooled({ sql, text, values, attempt: 0, resolve, reject });
+    });
+  }
+
+  /** One autocommit statement on the pool: one promise (the caller's) however it ends. */
+  #pooled(run: PooledRun): void {
+    const { sql, text, values } = run;
+    const query =
+      values.length === 0
+        ? sql.unsafe(text, [], this.#pooledSimple)
+        : sql.unsafe(text, values as unknown[], this.#pooledBound);
+    let settled = false;
+    // postgres.js queues a statement until a connection is free, with no bound of its own: one
+    // still queued at the deadline is taken out of the queue (its cancel does that) and fails.
+    const timer = setTimeout(() => {
+      if (query.state !== null) return;
+      settled = true;
+      this.#pooledRunning--;
+      run.reject(errors.poolTimeout(this.#details()));
+      query.cancel();
+    }, this.#acquireTimeoutMillis);
+    query.then(
       (result) => {
+        clearTimeout(timer);
+        if (settled) return;
         this.#pooledRunning--;
-        return result;
+        run.resolve(toResult(result));
       },
       (error: unknown) => {
+        clearTimeout(timer);
+        if (settled) return;
+        if (isLost(error)) {
+          this.#lostSeen = true;
+          // Failed before it was ever sent (the stale error of a dead connection, see
+          // #reserveLive): nothing ran, so it runs again.
+          if (query.state === null && run.attempt < sql.options.max && !this.#closing) {
+            this.#pooled({ ...run, attempt: run.attempt + 1 });
+            return;
+          }
+          if (query.state !== null) this.#settle(afterClose().then(() => this.#absorb()));
+        }
         this.#pooledRunning--;
-        throw error;
+        run.reject(error);
       },
     );
-  }
-
-  async #pooled(sql: PostgresJsSqlLike, text: string, values: readonly unknown[]): Promise<DriverResult> {
-    for (let attempt = 0; ; attempt++) {
-      const query =
-        values.length === 0
-          ? sql.unsafe(text, [], this.#pooledSimple)
-          : sql.unsafe(text, values as unknown[], this.#pooledBound);
-      try {
-        return await this.#bounded(query);
-      } catch (error) {
-        // Failed before it was ever sent (the stale error of a dead connection, see #reserveLive).
-        if (query.state !== null || attempt >= sql.options.max || !isLost(error) || this.#closing) {
-          if (isLost(error)) {
-            this.#lostSeen = true;
-            if (query.state !== null) this.#settle(afterClose().then(() => this.#absorb()));
-          }
-          throw error;
-        }
-        this.#lostSeen = true;
-      }
-    }
-  }
-
-  #bounded(query: PostgresJsQuery): Promise<DriverResult> {
-    return new Promise<DriverResult>((resolve, reject) => {
-      // postgres.js queues a statement until a connection is free, with no bound of its own: one
-      // still queued at the deadline is taken out of the queue (its cancel does that) and fails.
-      const timer = setTimeout(() => {
-        if (query.state !== null) return;
-        const error = errors.poolTimeout(this.#details());
-        query.cancel();
-        reject(error);
-      }, this.#acquireTimeoutMillis);
-      query.then(
-        (result) => {
-          clearTimeout(timer);
-          resolve(toResult(result));
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      );
-    });
   }
 
   release(connection: DriverConnection, options: { destroy: boolean }): void {
