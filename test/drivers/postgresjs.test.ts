@@ -149,6 +149,34 @@ describe('txscope/postgresjs on the wire', () => {
   });
 });
 
+describe('txscope/postgresjs pool', () => {
+  it('an autocommit statement still queued at acquireTimeoutMillis rejects ERR_POOL_TIMEOUT and never runs', async () => {
+    const db = makeDb({ acquireTimeoutMillis: 200 });
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let holding!: () => void;
+    const started = new Promise<void>((resolve) => {
+      holding = resolve;
+    });
+    const holder = db.transaction(async () => {
+      await insert(db, 'holder');
+      holding();
+      await held;
+    });
+    await started;
+    const error = await insert(db, 'late').catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_POOL_TIMEOUT' });
+    expect((error as Error).message).toMatch(/pool of 1, 1 open, 0 idle/);
+    release();
+    await holder;
+    // Taken out of postgres.js's queue: it did not run once the connection came free.
+    await db.query('select 1');
+    expect(await tags()).toEqual(['holder']);
+  });
+});
+
 describe('txscope/postgresjs types', () => {
   it("rows are parsed by postgres.js's own parsers", async () => {
     const db = makeDb();

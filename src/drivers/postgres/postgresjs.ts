@@ -213,25 +213,33 @@ class PostgresJsDriver implements Driver {
         ? sql.unsafe(text, [], this.#pooledSimple)
         : sql.unsafe(text, values as unknown[], this.#pooledBound);
     let settled = false;
+    let timer: NodeJS.Timeout | undefined;
     // postgres.js queues a statement until a connection is free, with no bound of its own: one
     // still queued at the deadline is taken out of the queue (its cancel does that) and fails.
-    const timer = setTimeout(() => {
-      if (query.state !== null) return;
-      settled = true;
-      this.#pooledRunning--;
-      run.reject(errors.poolTimeout(this.#details()));
-      query.cancel();
-    }, this.#acquireTimeoutMillis);
+    // Most are written at once (postgres.js sends it a microtask after `then`): only a statement
+    // still unsent then gets a timer.
+    const bound = (): void => {
+      if (settled || query.state !== null) return;
+      timer = setTimeout(() => {
+        if (query.state !== null) return;
+        settled = true;
+        this.#pooledRunning--;
+        run.reject(errors.poolTimeout(this.#details()));
+        query.cancel();
+      }, this.#acquireTimeoutMillis);
+    };
     query.then(
       (result) => {
-        clearTimeout(timer);
+        if (timer !== undefined) clearTimeout(timer);
         if (settled) return;
+        settled = true;
         this.#pooledRunning--;
         run.resolve(toResult(result));
       },
       (error: unknown) => {
-        clearTimeout(timer);
+        if (timer !== undefined) clearTimeout(timer);
         if (settled) return;
+        settled = true;
         if (isLost(error)) {
           this.#lostSeen = true;
           // Failed before it was ever sent (the stale error of a dead connection, see
@@ -246,6 +254,7 @@ class PostgresJsDriver implements Driver {
         run.reject(error);
       },
     );
+    queueMicrotask(() => queueMicrotask(bound));
   }
 
   release(connection: DriverConnection, options: { destroy: boolean }): void {
