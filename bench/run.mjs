@@ -69,6 +69,8 @@ const contenders = {
   baseline: { label: 'hand-written pg (baseline)', quick: true },
   'txscope-pg': { label: 'txscope over pg', quick: true },
   'txscope-kysely': { label: 'txscope over Kysely', quick: true },
+  'txscope-postgresjs': { label: 'txscope over postgres.js', quick: false },
+  postgresjs: { label: 'hand-written postgres.js (sql.begin)', quick: false },
   'als-wrapper': { label: '40-line AsyncLocalStorage wrapper (reference)', quick: false },
   kysely: { label: 'plain Kysely, explicit trx', quick: false },
   'txscope-knex': { label: 'txscope over Knex', quick: true },
@@ -99,6 +101,8 @@ const unitContenders = [
   'nestjs-cls',
   'mikroorm',
   'prisma',
+  'txscope-postgresjs',
+  'postgresjs',
 ];
 const notOtherLibraries = new Set([
   'baseline',
@@ -107,6 +111,8 @@ const notOtherLibraries = new Set([
   'typeorm-txscope',
   'txscope-knex',
   'als-wrapper',
+  'txscope-postgresjs',
+  'postgresjs',
 ]);
 
 const workloads = [
@@ -124,6 +130,7 @@ const workloads = [
       ['txscope-kysely', 'kysely'],
       ['typeorm-txscope', 'typeorm'],
       ['txscope-knex', 'knex'],
+      ['txscope-postgresjs', 'postgresjs'],
     ],
   },
   {
@@ -140,6 +147,7 @@ const workloads = [
       ['txscope-kysely', 'kysely'],
       ['typeorm-txscope', 'typeorm'],
       ['txscope-knex', 'knex'],
+      ['txscope-postgresjs', 'postgresjs'],
     ],
   },
   {
@@ -566,6 +574,7 @@ try {
 const unavailable = {};
 if (!built('txscope/kysely')) unavailable['txscope-kysely'] = 'txscope/kysely is not built';
 if (!built('txscope/knex')) unavailable['txscope-knex'] = 'txscope/knex is not built';
+if (!built('txscope/postgresjs')) unavailable['txscope-postgresjs'] = 'txscope/postgresjs is not built';
 if (!quick && selected.some((w) => w === 'signup' || w === 'read')) {
   try {
     await ensurePrismaClient();

@@ -3,6 +3,7 @@
 import { createDatabase, type Driver, Propagation, sql, Transactional, TxScopeError } from 'txscope';
 import { pg } from 'txscope/pg';
 import { pglite } from 'txscope/pglite';
+import { postgresjs } from 'txscope/postgresjs';
 import { describe, expect, it } from 'vitest';
 import { forEachDriver } from '../support/drivers.js';
 import { insertItem, itemsTable } from '../support/schema.js';
@@ -44,6 +45,8 @@ describe('option validation (ERR_INVALID_OPTION at creation, naming the option a
       /strict.*true or false/,
     ],
     ['bad pg max', () => pg({ max: 0 }), /pg\.max/],
+    ['bad postgresjs idle_timeout', () => postgresjs({ idle_timeout: -1 }), /postgresjs\.idle_timeout/],
+    ['bad postgresjs max', () => postgresjs({ max: 0 }), /postgresjs\.max/],
     ['decorator option', () => Transactional({ readOnly: 'no' as never }), /@Transactional\.readOnly/],
   ];
   for (const [name, make, message] of cases) {

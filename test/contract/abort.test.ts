@@ -37,7 +37,7 @@ forEachDriver('abort', (env) => {
     expect(await env.observe('select tag from items')).toEqual([]);
   });
 
-  it.runIf(env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'mysql')(
+  it.runIf(env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'postgresjs' || env.name === 'mysql')(
     'a statement in flight when the scope aborts is cancelled and rejects ERR_ABORTED',
     async () => {
       const { db, probe } = env.createDb();
@@ -87,7 +87,7 @@ forEachDriver('abort', (env) => {
 });
 
 forEachDriver('abort and the next borrower', (env) => {
-  it.runIf(env.name === 'pg' || env.name === 'pgbouncer')(
+  it.runIf(env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'postgresjs')(
     'a cancel sent for an aborted scope never lands on the next borrower of the connection',
     async () => {
       const { db } = env.createDb({ max: 1 });

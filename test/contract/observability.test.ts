@@ -1,9 +1,9 @@
 /** Rule 18: diagnostics channels, stats, leak detection, and no password anywhere. */
 import diagnostics from 'node:diagnostics_channel';
 import { createDatabase, type LeakEvent, sql } from 'txscope';
-import { pg } from 'txscope/pg';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { forEachDriver, until } from '../support/drivers.js';
+import { postgresServerDriver, postgresServerDrivers } from '../support/postgresjs-case.js';
 import { insertItem, itemsTable } from '../support/schema.js';
 
 const names = ['query', 'acquire', 'release', 'begin', 'commit', 'rollback', 'error', 'leak'] as const;
@@ -171,40 +171,46 @@ forEachDriver('observability', (env) => {
   });
 });
 
-it('a password in the connection string appears in no error, event, warning or stats, even on a failed connect', async () => {
-  const password = 'Sup3rSecretPassw0rd';
-  const db = createDatabase({
-    driver: pg({
-      connectionString: `postgres://nobody:${password}@127.0.0.1:1/nowhere`,
-      acquireTimeoutMillis: 2000,
-    }),
-    name: 'unreachable',
-    leakDetectionMs: 10,
-  });
-  const error = await db.query(sql`select 1`).catch((e: unknown) => e);
-  expect(error).toBeInstanceOf(Error);
-  const seen = [
-    String(error),
-    (error as Error).stack ?? '',
-    JSON.stringify(error, Object.getOwnPropertyNames(error)),
-    JSON.stringify(events, (_k, v: unknown) =>
-      v instanceof Error ? { message: v.message, stack: v.stack } : v,
-    ),
-    JSON.stringify(db.stats()),
-    warnings.map((w) => w.message).join('\n'),
-  ].join('\n');
-  expect(seen).not.toContain(password);
-  await db.close();
-});
+it.each(postgresServerDrivers)(
+  '%s: a password in the connection string appears in no error, event, warning or stats, even on a failed connect',
+  async (driver) => {
+    const password = 'Sup3rSecretPassw0rd';
+    const db = createDatabase({
+      driver: postgresServerDriver(driver, {
+        url: `postgres://nobody:${password}@127.0.0.1:1/nowhere`,
+        acquireTimeoutMillis: 2000,
+      }),
+      name: 'unreachable',
+      leakDetectionMs: 10,
+    });
+    const error = await db.query(sql`select 1`).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(Error);
+    const seen = [
+      String(error),
+      (error as Error).stack ?? '',
+      JSON.stringify(error, Object.getOwnPropertyNames(error)),
+      JSON.stringify(events, (_k, v: unknown) =>
+        v instanceof Error ? { message: v.message, stack: v.stack } : v,
+      ),
+      JSON.stringify(db.stats()),
+      warnings.map((w) => w.message).join('\n'),
+    ].join('\n');
+    expect(seen).not.toContain(password);
+    await db.close();
+  },
+);
 
 forEachDriver('observability (connected)', (env) => {
-  it.runIf(env.name === 'pg' || env.name === 'pgbouncer')(
+  it.runIf(env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'postgresjs')(
     'a password of a working connection string leaks nowhere either',
     async () => {
       const password = 'An0therSecretPassw0rd';
       const url = new URL(env.url as string);
       url.password = password; // trust authentication ignores it
-      const db = createDatabase({ driver: pg({ connectionString: url.href }), name: 'with-password' });
+      const db = createDatabase({
+        driver: postgresServerDriver(env.name === 'pgbouncer' ? 'pg' : env.name, { url: url.href }),
+        name: 'with-password',
+      });
       await db
         .transaction(async () => {
           await db.query(sql`select 1 as one`);

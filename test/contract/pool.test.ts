@@ -1,9 +1,9 @@
 /** Rule 15: pool limits, recycling, clean release, and deadlock detection for requires_new. */
 
 import { createDatabase, sql } from 'txscope';
-import { pg } from 'txscope/pg';
 import { expect, it } from 'vitest';
 import { forEachDriver, instrument, until } from '../support/drivers.js';
+import { postgresServerDriver } from '../support/postgresjs-case.js';
 import { idleInTransaction, insertItem, itemsTable } from '../support/schema.js';
 
 function gate(): { open: () => void; wait: Promise<void> } {
@@ -60,11 +60,11 @@ forEachDriver('pool', (env) => {
     expect((await env.observe<{ tag: string }>('select tag from items')).map((r) => r.tag)).toEqual(['next']);
   });
 
-  it.runIf(env.name === 'pg' || env.name === 'pgbouncer')(
+  it.runIf(env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'postgresjs')(
     'acquireTimeoutMillis rejects ERR_POOL_TIMEOUT with the pool counts in the message',
     async () => {
       const { driver } = instrument(
-        pg({ connectionString: env.url as string, max: 1, acquireTimeoutMillis: 200 }),
+        postgresServerDriver(env.name, { url: env.url as string, max: 1, acquireTimeoutMillis: 200 }),
       );
       const db = createDatabase({ driver, name: 'tiny' });
       const holding = gate();
@@ -88,17 +88,20 @@ forEachDriver('pool', (env) => {
 
   // Behind PgBouncer it recycles the client's connections to the pooler; the backend (whose pid
   // this observes) is PgBouncer's to keep, by its own server_lifetime.
-  it.runIf(env.name === 'pg')('maxLifetimeSeconds recycles connections', async () => {
-    const db = createDatabase({
-      driver: pg({ connectionString: env.url as string, max: 1, maxLifetimeSeconds: 1 }),
-      name: 'recycled',
-    });
-    const pid = async () =>
-      Number((await db.query<{ pid: number }>(sql`select pg_backend_pid() as pid`)).rows[0]?.pid);
-    const first = await pid();
-    await until(async () => (await pid()) !== first, 5000, 'a recycled connection');
-    await db.close();
-  });
+  it.runIf(env.name === 'pg' || env.name === 'postgresjs')(
+    'maxLifetimeSeconds recycles connections',
+    async () => {
+      const db = createDatabase({
+        driver: postgresServerDriver(env.name, { url: env.url as string, max: 1, lifetimeSeconds: 1 }),
+        name: 'recycled',
+      });
+      const pid = async () =>
+        Number((await db.query<{ pid: number }>(sql`select pg_backend_pid() as pid`)).rows[0]?.pid);
+      const first = await pid();
+      await until(async () => (await pid()) !== first, 5000, 'a recycled connection');
+      await db.close();
+    },
+  );
 });
 
 it('PGlite: a turn on its one connection waits at most acquireTimeoutMillis', async () => {

@@ -15,7 +15,8 @@ forEachDriver('timeouts', (env) => {
   const tags = async () =>
     (await env.observe<{ tag: string }>('select tag from items order by id')).map((r) => r.tag);
   // PGlite runs in-process on one thread: it has no second session to cancel from.
-  const cancellable = env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'mysql';
+  const cancellable =
+    env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'postgresjs' || env.name === 'mysql';
   const observe = (text: string) => env.observe<Record<string, unknown>>(text);
 
   it('past timeoutMs the transaction rolls back and rejects ERR_TRANSACTION_TIMEOUT, even while fn awaits', async () => {

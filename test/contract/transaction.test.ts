@@ -78,7 +78,7 @@ forEachDriver('transaction lifetime and outcome', (env) => {
     expect(seen).toEqual([{ checkedOut: 0, stats: 0, idle: 0 }]);
   });
 
-  it.runIf(env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'pglite')(
+  it.runIf(env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'postgresjs' || env.name === 'pglite')(
     'rule 4: a COMMIT answered with a ROLLBACK tag rejects, never passes as a commit',
     async () => {
       const { db } = env.createDb();

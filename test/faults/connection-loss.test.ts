@@ -1,6 +1,6 @@
 /**
- * Rule 14 (connection loss) against a real PostgreSQL through node-postgres: backends
- * terminated by an admin connection, and a fault-injecting proxy that cuts the
+ * Rule 14 (connection loss) against a real PostgreSQL through node-postgres and postgres.js:
+ * backends terminated by an admin connection, and a fault-injecting proxy that cuts the
  * connection with COMMIT in flight or resets it mid-transaction.
  */
 import pgLib from 'pg';
@@ -12,17 +12,19 @@ import {
   sql,
   TxScopeError,
 } from 'txscope';
-import { pg } from 'txscope/pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { classifyPostgresError } from '../../src/drivers/postgres/classify.js';
+import { classifyPostgresJsError } from '../../src/drivers/postgres/postgresjs.js';
 import { type FreshDatabase, freshPgDatabase } from '../support/databases.js';
 import { instrument, type Probe, until } from '../support/drivers.js';
 import { runPgBouncer, throughPgBouncer } from '../support/pooler.js';
+import { postgresServerDriver } from '../support/postgresjs-case.js';
 import { type FaultProxy, type ProxyMessage, startProxy } from '../support/proxy.js';
 
 let fresh: FreshDatabase;
 /** The URL the databases under test connect to: the server's, or the same database through PgBouncer. */
 let base: () => string = () => fresh.url;
+/** The driver under test: node-postgres or postgres.js. */
+let driverName: 'pg' | 'postgresjs' = 'pg';
 let admin: pgLib.Pool;
 const open: Database[] = [];
 const proxies: FaultProxy[] = [];
@@ -58,14 +60,14 @@ afterEach(async () => {
   expect(crashes).toEqual([]);
 });
 
-/** A pg-driver database, counted by the harness's probe; `connections` are the ones it checked out. */
+/** A database over the driver under test, counted by the harness's probe; `connections` are the ones it checked out. */
 function makeDb(app: string, options: { url?: string; max?: number } = {}) {
   const { driver, probe } = instrument(
-    pg({
-      connectionString: options.url ?? base(),
+    postgresServerDriver(driverName, {
+      url: options.url ?? base(),
       max: options.max ?? 1,
       acquireTimeoutMillis: 5000,
-      application_name: app,
+      applicationName: app,
     }),
   );
   const connections: DriverConnection[] = [];
@@ -146,7 +148,8 @@ function expectLoss(error: unknown, code: 'ERR_CONNECTION_LOST' | 'ERR_COMMIT_UN
   const cause = (error as TxScopeError).cause;
   expect(cause).toBeInstanceOf(Error);
   expect(cause).not.toBeInstanceOf(TxScopeError);
-  expect(classifyPostgresError(cause)).toBe('connection_lost');
+  // (postgres.js's own connection codes, then the PostgreSQL table node-postgres errors go by)
+  expect(classifyPostgresJsError(cause)).toBe('connection_lost');
 }
 
 /** Counters after the dust settled: nothing checked out, on either side. */
@@ -157,14 +160,21 @@ function expectNothingHeld(db: Database, probe: Probe): void {
 
 /** Directly, and through PgBouncer in transaction mode (rule 21: a pooler changes nothing here). */
 const targets = [
-  { name: 'pg', url: () => fresh.url, available: true },
-  { name: 'pgbouncer', url: () => throughPgBouncer(fresh.url), available: runPgBouncer() !== null },
+  { name: 'pg', driver: 'pg', url: () => fresh.url, available: true },
+  {
+    name: 'pgbouncer',
+    driver: 'pg',
+    url: () => throughPgBouncer(fresh.url),
+    available: runPgBouncer() !== null,
+  },
+  { name: 'postgresjs', driver: 'postgresjs', url: () => fresh.url, available: true },
 ] as const;
 
 for (const target of targets) {
   describe.runIf(target.available)(`rule 14: connection loss [${target.name}]`, () => {
     beforeAll(() => {
       base = target.url;
+      driverName = target.driver;
     });
 
     it('(a) an idle pooled connection that dies before the first statement: the next transaction simply works', async () => {
@@ -172,7 +182,7 @@ for (const target of targets) {
       const dead = await pidOf(db);
       await terminate(dead);
       // Behind PgBouncer the client's connection is to the pooler, which just drops the dead backend.
-      if (target.name === 'pg')
+      if (target.name !== 'pgbouncer')
         await until(() => db.stats().pool.total === 0, 5000, 'the pool to drop its dead idle connection');
       probe.reset();
 
@@ -396,7 +406,7 @@ for (const target of targets) {
 
     // Behind a transaction pooler a pin outside a transaction holds no backend: there is none to kill
     // (docs/poolers.md: db.connection(fn) keeps no session there).
-    it.runIf(target.name === 'pg')(
+    it.runIf(target.name !== 'pgbouncer')(
       '(f) inside db.connection(fn): the dead pinned connection rejects ERR_CONNECTION_LOST, is destroyed, the process lives',
       async () => {
         const { db, probe, connections } = makeDb('loss_f3');

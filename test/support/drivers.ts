@@ -23,8 +23,9 @@ import { sqlite } from 'txscope/sqlite';
 import { afterAll, afterEach, beforeAll, describe, inject } from 'vitest';
 import { freshMysqlDatabase, freshPgDatabase } from './databases.js';
 import { pgbouncerCase } from './pooler.js';
+import { postgresjsCase } from './postgresjs-case.js';
 
-export type DriverName = 'pg' | 'pglite' | 'mysql' | 'sqlite' | 'pgbouncer';
+export type DriverName = 'pg' | 'pglite' | 'mysql' | 'sqlite' | 'pgbouncer' | 'postgresjs';
 
 /** What a driver can show; suites skip what it cannot. */
 export interface Capabilities {
@@ -163,6 +164,7 @@ const cases: DriverCase[] = [
     name: 'pgbouncer',
     driver: ({ url, max }) => pg({ connectionString: url, max, acquireTimeoutMillis: 5000 }),
   }),
+  postgresjsCase,
 ];
 
 /** The PGlite instance belongs to the env: closing a database must not close it. */
