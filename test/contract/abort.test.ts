@@ -37,37 +37,32 @@ forEachDriver('abort', (env) => {
     expect(await env.observe('select tag from items')).toEqual([]);
   });
 
-  it.runIf(env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'postgresjs' || env.name === 'mysql')(
-    'a statement in flight when the scope aborts is cancelled and rejects ERR_ABORTED',
-    async () => {
-      const { db, probe } = env.createDb();
-      await itemsTable(db);
-      const controller = new AbortController();
-      const marker = db.dialect.name === 'postgres' ? 'pg_sleep(29)' : 'sleep(29)';
-      const scope = db.scope(
-        () =>
-          db.transaction(async () => {
-            await insertItem(db, 'aborted');
-            await db.query(sleepStatement(db, 29) as string);
-          }),
-        { signal: controller.signal },
-      );
-      await until(
-        async () => (await runningStatements(observe, db.dialect.name, marker)) === 1,
-        5000,
-        'sleep',
-      );
-      controller.abort();
-      await expect(scope).rejects.toMatchObject({ code: 'ERR_ABORTED' });
-      await until(
-        async () => (await runningStatements(observe, db.dialect.name, marker)) === 0,
-        5000,
-        'cancel',
-      );
-      await until(() => probe.checkedOut === 0, 5000, 'release');
-      expect(await env.observe('select tag from items')).toEqual([]);
-    },
-  );
+  it.runIf(
+    env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'postgresjs' || env.name === 'mysql',
+  )('a statement in flight when the scope aborts is cancelled and rejects ERR_ABORTED', async () => {
+    const { db, probe } = env.createDb();
+    await itemsTable(db);
+    const controller = new AbortController();
+    const marker = db.dialect.name === 'postgres' ? 'pg_sleep(29)' : 'sleep(29)';
+    const scope = db.scope(
+      () =>
+        db.transaction(async () => {
+          await insertItem(db, 'aborted');
+          await db.query(sleepStatement(db, 29) as string);
+        }),
+      { signal: controller.signal },
+    );
+    await until(async () => (await runningStatements(observe, db.dialect.name, marker)) === 1, 5000, 'sleep');
+    controller.abort();
+    await expect(scope).rejects.toMatchObject({ code: 'ERR_ABORTED' });
+    await until(
+      async () => (await runningStatements(observe, db.dialect.name, marker)) === 0,
+      5000,
+      'cancel',
+    );
+    await until(() => probe.checkedOut === 0, 5000, 'release');
+    expect(await env.observe('select tag from items')).toEqual([]);
+  });
 
   it('a scope whose signal is already aborted never runs fn', async () => {
     const { db, probe } = env.createDb();

@@ -78,20 +78,19 @@ forEachDriver('transaction lifetime and outcome', (env) => {
     expect(seen).toEqual([{ checkedOut: 0, stats: 0, idle: 0 }]);
   });
 
-  it.runIf(env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'postgresjs' || env.name === 'pglite')(
-    'rule 4: a COMMIT answered with a ROLLBACK tag rejects, never passes as a commit',
-    async () => {
-      const { db } = env.createDb();
-      await itemsTable(db);
-      const result = db.transaction(async () => {
-        await insertItem(db, 'lost');
-        await db.query('select 1/0').catch(() => 'swallowed');
-      });
-      await expect(result).rejects.toMatchObject({ code: 'ERR_ROLLBACK_ONLY' });
-      expect(await tags()).toEqual([]);
-      expect(db.stats().checkedOut).toBe(0);
-    },
-  );
+  it.runIf(
+    env.name === 'pg' || env.name === 'pgbouncer' || env.name === 'postgresjs' || env.name === 'pglite',
+  )('rule 4: a COMMIT answered with a ROLLBACK tag rejects, never passes as a commit', async () => {
+    const { db } = env.createDb();
+    await itemsTable(db);
+    const result = db.transaction(async () => {
+      await insertItem(db, 'lost');
+      await db.query('select 1/0').catch(() => 'swallowed');
+    });
+    await expect(result).rejects.toMatchObject({ code: 'ERR_ROLLBACK_ONLY' });
+    expect(await tags()).toEqual([]);
+    expect(db.stats().checkedOut).toBe(0);
+  });
 
   it('rule 5: fn throws → rollback, and the original error is rethrown', async () => {
     const { db, probe } = env.createDb();

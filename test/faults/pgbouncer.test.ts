@@ -129,7 +129,9 @@ describe.runIf(available)('behind PgBouncer (transaction mode)', () => {
     });
     const { rows } = await admin.query('select tag from items');
     expect(rows).toEqual([{ tag: 'declared' }]);
-    expect(() => pg({ connectionString: fresh.url, pooler: 'session' as 'transaction' })).toThrow(TxScopeError);
+    expect(() => pg({ connectionString: fresh.url, pooler: 'session' as 'transaction' })).toThrow(
+      TxScopeError,
+    );
   });
 
   it('a timeout cancels the statement on the server through PgBouncer; the backend serves the next client cleanly', async () => {
