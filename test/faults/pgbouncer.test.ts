@@ -246,7 +246,8 @@ describe.runIf(available)('behind PgBouncer (transaction mode)', () => {
         const tag = `${prefix}-${i}`;
         await db.transaction(async () => {
           await db.query(sql`insert into items (tag) values (${tag})`);
-          await db.query(`select pg_sleep(0.5) -- ${prefix}`);
+          // Long enough to still be running when the test has seen it and acted, on a loaded machine too.
+          await db.query(`select pg_sleep(2) -- ${prefix}`);
         });
         return tag;
       }),
