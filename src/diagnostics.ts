@@ -14,6 +14,7 @@ export const channels = {
   rollback: diagnostics.channel('txscope:rollback'),
   error: diagnostics.channel('txscope:error'),
   leak: diagnostics.channel('txscope:leak'),
+  route: diagnostics.channel('txscope:route'),
 } as const;
 
 /** `txscope:query`: one statement, published when it settles. */
@@ -67,6 +68,24 @@ export interface LeakEvent {
   heldMs: number;
   /** Where the transaction (or pin) holding the connection began. */
   stack: string;
+}
+
+/**
+ * `txscope:route` (databases with `replicas`, rule 20): where a read-only transaction runs, published
+ * when its connection is taken. Its statements' `txscope:query` events carry the same `transactionId`.
+ */
+export interface RouteEvent {
+  database: string;
+  scopeId: number | null;
+  transactionId: number | null;
+  /** `'primary'`, or the replica's label (database and host, never a password). */
+  target: string;
+  /**
+   * Why: `replica` (a healthy replica, no position to wait for), `replayed` (a replica that has
+   * replayed the scope's last commit), or why the primary serves: `no_healthy_replica`,
+   * `not_replayed`, `suspended` (a transaction of the same async chain holds a connection).
+   */
+  reason: 'replica' | 'replayed' | 'no_healthy_replica' | 'not_replayed' | 'suspended';
 }
 
 export function publish(channel: diagnostics.Channel, message: unknown): void {

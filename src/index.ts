@@ -8,12 +8,14 @@ export {
 export { Transactional, type TransactionalDecorator } from './core/decorator.js';
 export type { CompletionStatus } from './core/hooks.js';
 export { isRetryable } from './core/retry.js';
+export type { ReplicaHealth, TargetStats } from './core/replica-target.js';
 export type { ScopeInfo } from './core/scope.js';
 export type {
   ConnectionEvent,
   ErrorEvent,
   LeakEvent,
   QueryEvent,
+  RouteEvent,
   TransactionEvent,
 } from './diagnostics.js';
 export type {
@@ -29,6 +31,7 @@ export type {
   IsolationLevel,
   PoolCounts,
   QueryResult,
+  ReplicationDialect,
 } from './driver.js';
 export { ErrorCode, isTxScopeError, TxScopeError } from './errors.js';
 export {

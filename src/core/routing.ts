@@ -119,6 +119,7 @@ class PooledStatement implements StatementOwner {
 function autocommit(engine: Engine, statement: Statement, from: Binding | undefined): Promise<DriverResult> {
   const session = from?.session ?? null;
   const held = from?.held ?? noLeases;
+  if (session !== null && engine.replicas !== null) engine.replicas.ranInAutocommit(session, statement.text);
   const pooled = engine.pooledConnection;
   if (pooled !== null && held.length === 0 && !engine.pool.watched) {
     engine.pool.borrowedByDriver();
