@@ -7,8 +7,8 @@ export {
 } from './core/database.js';
 export { Transactional, type TransactionalDecorator } from './core/decorator.js';
 export type { CompletionStatus } from './core/hooks.js';
-export { isRetryable } from './core/retry.js';
 export type { ReplicaHealth, TargetStats } from './core/replica-target.js';
+export { isRetryable } from './core/retry.js';
 export type { ScopeInfo } from './core/scope.js';
 export type {
   ConnectionEvent,
