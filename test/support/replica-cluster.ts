@@ -18,7 +18,7 @@ const run = promisify(execFile);
 
 /** Where the PostgreSQL 15 binaries are (`TXSCOPE_PG_BIN` overrides). */
 export const pgBin = process.env.TXSCOPE_PG_BIN ?? '/usr/lib/postgresql/15/bin';
-const needed = ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres'];
+const needed = ['initdb', 'pg_ctl', 'pg_basebackup', 'postgres', 'psql'];
 
 /** Why a replica cluster cannot be built on this machine, or null when it can. */
 export function missingReplicaTools(): string | null {
