@@ -8,8 +8,8 @@
  * rounds; prints the median of the rounds' microseconds per transaction.
  */
 import { loadavg } from 'node:os';
-import { createDatabase, type Database } from '../src/index.js';
 import { pg } from '../src/exports/pg.js';
+import { createDatabase, type Database } from '../src/index.js';
 import { startReplicaCluster } from '../test/support/replica-cluster.js';
 
 const iterations = Number(process.argv[2] ?? 1000);
@@ -30,21 +30,36 @@ async function main(): Promise<void> {
     // Until the standby has the table and the probe has seen it healthy.
     for (;;) {
       const r = await replicated
-        .transaction(() => replicated.query<{ s: boolean; ok: boolean }>("select pg_is_in_recovery() as s, to_regclass('t') is not null as ok"), { readOnly: true })
+        .transaction(
+          () =>
+            replicated.query<{ s: boolean; ok: boolean }>(
+              "select pg_is_in_recovery() as s, to_regclass('t') is not null as ok",
+            ),
+          { readOnly: true },
+        )
         .catch(() => null);
       if (r?.rows[0]?.s && r.rows[0].ok) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const write = (db: Database) => db.transaction(() => db.query('insert into t (v) values (1)'));
-    const read = (db: Database) => db.transaction(() => db.query('select v from t where id = 7'), { readOnly: true });
+    const read = (db: Database) =>
+      db.transaction(() => db.query('select v from t where id = 7'), { readOnly: true });
     const cases: Record<string, () => Promise<unknown>> = {
       'write tx in a scope, no replicas': () => plain.scope(() => write(plain)),
-      'write tx in a scope, with replicas (+ commit position)': () => replicated.scope(() => write(replicated)),
+      'write tx in a scope, with replicas (+ commit position)': () =>
+        replicated.scope(() => write(replicated)),
       'read-only tx, no replicas (primary)': () => plain.scope(() => read(plain)),
       'read-only tx on the replica, scope wrote nothing': () => replicated.scope(() => read(replicated)),
-      'write then read-only tx in one scope, no replicas': () => plain.scope(async () => { await write(plain); await read(plain); }),
+      'write then read-only tx in one scope, no replicas': () =>
+        plain.scope(async () => {
+          await write(plain);
+          await read(plain);
+        }),
       'write then read-only tx in one scope, with replicas (position check)': () =>
-        replicated.scope(async () => { await write(replicated); await read(replicated); }),
+        replicated.scope(async () => {
+          await write(replicated);
+          await read(replicated);
+        }),
     };
     const samples = new Map<string, number[]>();
     for (let round = 0; round < rounds; round++) {
@@ -55,13 +70,19 @@ async function main(): Promise<void> {
         samples.set(name, [...(samples.get(name) ?? []), us]);
       }
     }
-    console.log(`load average ${loadavg().map((n) => n.toFixed(2)).join(' ')}; ${iterations} x ${rounds} rounds; median us per op`);
+    console.log(
+      `load average ${loadavg()
+        .map((n) => n.toFixed(2))
+        .join(' ')}; ${iterations} x ${rounds} rounds; median us per op`,
+    );
     for (const [name, values] of samples) {
       const sorted = [...values].sort((a, b) => a - b);
       console.log(`${(sorted[Math.floor(sorted.length / 2)] as number).toFixed(0).padStart(7)}  ${name}`);
     }
     const targets = replicated.stats().targets ?? [];
-    console.log(targets.map((t) => `${t.label}: ${t.transactions} tx, ${t.statements} statements`).join('; '));
+    console.log(
+      targets.map((t) => `${t.label}: ${t.transactions} tx, ${t.statements} statements`).join('; '),
+    );
   } finally {
     await plain.close();
     await replicated.close();

@@ -1,9 +1,9 @@
 // One process of the cross-process read-your-writes test: a node:http app on the built library,
 // with a primary, one replica and the readYourWrites cookie. It prints {"port": n} once listening.
 import { createServer } from 'node:http';
-import { createDatabase } from '../../dist/index.js';
 import { withScope } from '../../dist/exports/http.js';
 import { pg } from '../../dist/exports/pg.js';
+import { createDatabase } from '../../dist/index.js';
 
 const db = createDatabase({
   driver: pg({ connectionString: process.env.PRIMARY_URL, max: 2 }),

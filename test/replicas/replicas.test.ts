@@ -18,7 +18,8 @@ import { missingReplicaTools, type ReplicaCluster, startReplicaCluster } from '.
 const missing = missingReplicaTools();
 if (missing !== null) {
   const notice = `read-replica tests cannot build a PostgreSQL replica: ${missing}`;
-  if (process.env.CI === 'true') throw new Error(`${notice} (CI=true requires them; .ci/run installs postgresql-15)`);
+  if (process.env.CI === 'true')
+    throw new Error(`${notice} (CI=true requires them; .ci/run installs postgresql-15)`);
   process.stderr.write(`\n${'!'.repeat(78)}\n!! SKIPPED: ${notice}\n${'!'.repeat(78)}\n\n`);
 }
 
@@ -70,7 +71,9 @@ function readOnly(db: Database, id?: number): Promise<Served & { seen: boolean }
     async () => {
       const at = await servedBy(db);
       if (id === undefined) return { ...at, seen: false };
-      const { rows } = await db.query<{ n: number }>('select count(*)::int as n from items where id = $1', [id]);
+      const { rows } = await db.query<{ n: number }>('select count(*)::int as n from items where id = $1', [
+        id,
+      ]);
       return { ...at, seen: rows[0]?.n === 1 };
     },
     { readOnly: true },
@@ -130,7 +133,10 @@ describe.skipIf(missing !== null)('read replicas (rule 20) on a real streaming r
       await db.query('select 1');
       return {
         nested: await db.transaction(() => servedBy(db), { propagation: 'nested', readOnly: true }),
-        requiresNew: await db.transaction(() => servedBy(db), { propagation: 'requires_new', readOnly: true }),
+        requiresNew: await db.transaction(() => servedBy(db), {
+          propagation: 'requires_new',
+          readOnly: true,
+        }),
       };
     });
     expect(inner).toEqual({
@@ -187,7 +193,10 @@ describe.skipIf(missing !== null)('read replicas (rule 20) on a real streaming r
       expect(await freshScope(db, () => readOnly(db, id))).toMatchObject({ standby: true, seen: false });
       // This scope wrote: its read goes to the primary, which has the row.
       expect(await readOnly(db, id)).toMatchObject({ standby: false, seen: true });
-      await until('the delayed replica to replay the write', async () => (await freshScope(db, () => readOnly(db, id))).seen);
+      await until(
+        'the delayed replica to replay the write',
+        async () => (await freshScope(db, () => readOnly(db, id))).seen,
+      );
       expect(await readOnly(db, id)).toMatchObject({ standby: true, port: slow.port, seen: true });
 
       // An autocommit write counts too: its position is the primary's when the scope next reads.
@@ -223,7 +232,11 @@ describe.skipIf(missing !== null)('read replicas (rule 20) on a real streaming r
       await writes;
     }
     // Once it has replayed everything it is used again.
-    await until('the delayed replica to serve again', async () => (await readOnly(db)).port === slow.port, 30_000);
+    await until(
+      'the delayed replica to serve again',
+      async () => (await readOnly(db)).port === slow.port,
+      30_000,
+    );
   });
 
   test('a stopped replica is skipped with no error to callers, and used again once it is back', async () => {
@@ -241,7 +254,11 @@ describe.skipIf(missing !== null)('read replicas (rule 20) on a real streaming r
     } finally {
       await fast.start();
     }
-    await until('the restarted replica to serve again', async () => (await readOnly(db)).port === fast.port, 30_000);
+    await until(
+      'the restarted replica to serve again',
+      async () => (await readOnly(db)).port === fast.port,
+      30_000,
+    );
     expect(db.stats().targets?.[1]?.health).toBe('healthy');
   });
 
@@ -251,7 +268,10 @@ describe.skipIf(missing !== null)('read replicas (rule 20) on a real streaming r
     const [a, b] = await Promise.all([startApp(slow.url), startApp(slow.url)]);
     try {
       const read = async (id: number, cookie?: string) => {
-        const res = await fetch(`${b.url}/read?id=${id}`, cookie === undefined ? {} : { headers: { cookie } });
+        const res = await fetch(
+          `${b.url}/read?id=${id}`,
+          cookie === undefined ? {} : { headers: { cookie } },
+        );
         return (await res.json()) as Served & { seen: boolean };
       };
       await until('process B to read from the replica', async () => (await read(0)).standby);
@@ -259,7 +279,9 @@ describe.skipIf(missing !== null)('read replicas (rule 20) on a real streaming r
       const written = await fetch(`${a.url}/write?id=${id}`, { method: 'POST' });
       expect(written.status).toBe(200);
       const setCookie = written.headers.get('set-cookie') ?? '';
-      expect(setCookie).toMatch(/^txscope-position=[0-9A-F]+%2F[0-9A-F]+; Max-Age=10; Path=\/; HttpOnly; SameSite=Lax$/);
+      expect(setCookie).toMatch(
+        /^txscope-position=[0-9A-F]+%2F[0-9A-F]+; Max-Age=10; Path=\/; HttpOnly; SameSite=Lax$/,
+      );
       const cookie = setCookie.split(';')[0] as string;
       // Without the cookie, process B reads the delayed replica, which lacks the row; with it, the primary.
       expect(await read(id)).toMatchObject({ standby: true, seen: false });

@@ -1,0 +1,100 @@
+/**
+ * Rule 20 without a replica cluster: option checks, what a database without replicas keeps
+ * (nothing), a replica that is never reachable (the primary serves, with no error), and the LSN
+ * comparison. The real-replica tests are in replicas.test.ts.
+ */
+import { createServer } from 'node:net';
+import { createDatabase, type Database, ErrorCode } from 'txscope';
+import { middleware } from 'txscope/express';
+import { pg, postgresDialect } from 'txscope/pg';
+import { sqlite } from 'txscope/sqlite';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { type FreshDatabase, freshPgDatabase } from '../support/databases.js';
+
+let fresh: FreshDatabase;
+const opened: Database[] = [];
+
+beforeAll(async () => {
+  fresh = await freshPgDatabase();
+});
+
+afterAll(async () => {
+  for (const db of opened) await db.close().catch(() => {});
+  await fresh.drop();
+});
+
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 1));
+    });
+  });
+}
+
+describe('replicas options', () => {
+  test('replicas must be drivers of the primary dialect, maxReplicaLagMs a positive number', () => {
+    const driver = pg({ connectionString: fresh.url });
+    const invalid = { code: ErrorCode.INVALID_OPTION };
+    expect(() => createDatabase({ driver, replicas: 'x' as never })).toThrow(
+      expect.objectContaining(invalid),
+    );
+    expect(() => createDatabase({ driver, replicas: [{}] as never })).toThrow(/replicas\[0\]/);
+    expect(() => createDatabase({ driver, replicas: [sqlite(':memory:')] })).toThrow(/a sqlite driver/);
+    expect(() => createDatabase({ driver, replicas: [driver] })).toThrow(/the primary driver itself/);
+    expect(() => createDatabase({ driver, maxReplicaLagMs: -1 })).toThrow(/maxReplicaLagMs/);
+    expect(() => middleware(createDatabase({ driver }), { readYourWrites: { cookie: 'a b' } })).toThrow(
+      /readYourWrites\.cookie/,
+    );
+    expect(() => middleware(createDatabase({ driver }), { readYourWrites: { maxAgeSeconds: 0 } })).toThrow(
+      /maxAgeSeconds/,
+    );
+  });
+
+  test('a database without replicas reports no targets', async () => {
+    const db = createDatabase({ driver: pg({ connectionString: fresh.url }) });
+    opened.push(db);
+    await db.transaction(() => db.query('select 1'), { readOnly: true });
+    expect(db.stats().targets).toBeUndefined();
+  });
+
+  test('a replica that never answers: the primary serves every read-only transaction, with no error', async () => {
+    const port = await closedPort();
+    const db = createDatabase({
+      driver: pg({ connectionString: fresh.url }),
+      replicas: [pg({ connectionString: `postgres://postgres:pw-never-shown@127.0.0.1:${port}/nowhere` })],
+    });
+    opened.push(db);
+    for (let i = 0; i < 5; i++) {
+      const { rows } = await db.transaction(
+        () => db.query<{ standby: boolean }>('select pg_is_in_recovery() as standby'),
+        { readOnly: true },
+      );
+      expect(rows[0]?.standby).toBe(false);
+    }
+    const deadline = Date.now() + 10_000;
+    while (db.stats().targets?.[1]?.health !== 'down' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const targets = db.stats().targets ?? [];
+    expect(targets.map((t) => [t.label, t.health])).toEqual([
+      ['primary', 'healthy'],
+      [`nowhere@127.0.0.1:${port}`, 'down'],
+    ]);
+    expect(targets[0]?.transactions).toBe(5);
+    expect(JSON.stringify(targets)).not.toContain('pw-never-shown');
+  });
+});
+
+describe('PostgreSQL positions', () => {
+  const replication = postgresDialect.replication;
+  test('LSNs compare by their two halves, not as text', () => {
+    expect(replication?.reached('0/3000148', '0/3000148')).toBe(true);
+    expect(replication?.reached('0/A000000', '0/9FFFFFF')).toBe(true);
+    expect(replication?.reached('1/0', '0/FFFFFFFF')).toBe(true);
+    expect(replication?.reached('0/FFFFFFFF', '1/0')).toBe(false);
+    expect(replication?.reached('0/3000148', 'garbage')).toBe(false);
+    expect(replication?.isPosition('16/B374D848')).toBe(true);
+    expect(replication?.isPosition('16/B374D848; drop')).toBe(false);
+  });
+});
