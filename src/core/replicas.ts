@@ -47,7 +47,10 @@ export class ReplicaSet {
       return new ReplicaTarget(driver, label, {
         maxLagMs,
         replication: this.#replication,
-        report: (error) => engine.report('replica', error, null),
+        // A probe in flight when the database closes fails on a closed pool: not news.
+        report: (error) => {
+          if (!this.#closed) engine.report('replica', error, null);
+        },
       });
     });
   }
