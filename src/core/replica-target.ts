@@ -38,6 +38,19 @@ export interface TargetStats {
   pool: PoolCounts;
 }
 
+/** Driver errors of connections lost on a replica, in the middle of a read-only transaction. */
+const lostOnReplica = new WeakSet<object>();
+
+/**
+ * Whether `error` is ERR_CONNECTION_LOST from a replica: the read-only transaction wrote nothing,
+ * so with `retry` it may run again elsewhere (the replica is marked down by then).
+ */
+export function isReplicaLoss(error: unknown): boolean {
+  if (!(error instanceof TxScopeError) || error.code !== ErrorCode.CONNECTION_LOST) return false;
+  const cause = error.cause;
+  return typeof cause === 'object' && cause !== null && lostOnReplica.has(cause);
+}
+
 const readOnlyIntent: AcquireIntent = Object.freeze({ readOnly: true });
 const unprobed: ReplicaHealth = Object.freeze({ kind: 'unprobed' });
 const noValues: readonly unknown[] = Object.freeze([]);
@@ -145,7 +158,10 @@ export class ReplicaTarget {
   /** Watches a statement: a lost connection marks the replica down before the next probe. */
   watch(sent: Promise<DriverResult>): Promise<DriverResult> {
     return sent.then(undefined, (error: unknown) => {
-      if (this.driver.classify(error) === 'connection_lost') this.down(error);
+      if (this.driver.classify(error) === 'connection_lost') {
+        this.down(error);
+        if (typeof error === 'object' && error !== null) lostOnReplica.add(error);
+      }
       throw error;
     });
   }

@@ -243,13 +243,38 @@ describe.skipIf(missing !== null)('read replicas (rule 20) on a real streaming r
     const [fast] = cluster.standbys as [ReplicaCluster['standbys'][0]];
     const db = database([fast.url]);
     await warm(db, fast.port);
-    // Connections to it are pooled: they die with it.
-    await Promise.all([readOnly(db), readOnly(db), readOnly(db)]);
-    await fast.stop();
+    const primary = cluster.primary.port;
+    // Lost in the middle of a read-only transaction: rule 14, ERR_CONNECTION_LOST...
+    const lost = db.transaction(
+      async () => {
+        expect((await servedBy(db)).port).toBe(fast.port);
+        await fast.stop();
+        return servedBy(db);
+      },
+      { readOnly: true },
+    );
+    await expect(lost).rejects.toMatchObject({ code: 'ERR_CONNECTION_LOST' });
+    await fast.start();
+    await warm(db, fast.port);
+    // ...or, with retry, a re-run on another target: it wrote nothing.
+    let attempts = 0;
+    const rerun = await db.transaction(
+      async () => {
+        attempts++;
+        const first = await servedBy(db);
+        if (attempts === 1) {
+          expect(first.port).toBe(fast.port);
+          await fast.stop();
+        }
+        return servedBy(db);
+      },
+      { readOnly: true, retry: { attempts: 2, baseDelayMs: 1 } },
+    );
+    expect({ attempts, rerun }).toEqual({ attempts: 2, rerun: { standby: false, port: primary } });
     try {
       const served: Served[] = [];
       for (let i = 0; i < 10; i++) served.push(await readOnly(db));
-      expect(served.every((at) => !at.standby && at.port === cluster.primary.port)).toBe(true);
+      expect(served.every((at) => !at.standby && at.port === primary)).toBe(true);
       expect(db.stats().targets?.[1]?.health).toBe('down');
     } finally {
       await fast.start();
