@@ -3,9 +3,12 @@
  * (nothing), a replica that is never reachable (the primary serves, with no error), and the LSN
  * comparison. The real-replica tests are in replicas.test.ts.
  */
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:net';
 import { createDatabase, type Database, ErrorCode } from 'txscope';
 import { middleware } from 'txscope/express';
+import { withScope } from 'txscope/http';
 import { pg, postgresDialect } from 'txscope/pg';
 import { sqlite } from 'txscope/sqlite';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -83,6 +86,49 @@ describe('replicas options', () => {
     ]);
     expect(targets[0]?.transactions).toBe(5);
     expect(JSON.stringify(targets)).not.toContain('pw-never-shown');
+  });
+});
+
+describe('readYourWrites in a header', () => {
+  test('a request that committed a write answers with the position; one that only read, or brought it back, does not', async () => {
+    const db = createDatabase({
+      driver: pg({ connectionString: fresh.url }),
+      replicas: [pg({ connectionString: `postgres://postgres@127.0.0.1:${await closedPort()}/nowhere` })],
+    });
+    opened.push(db);
+    await db.query('create table if not exists notes (id serial primary key)');
+    const server = createHttpServer(
+      withScope(
+        db,
+        async (req, res) => {
+          if (req.method === 'POST') await db.transaction(() => db.query('insert into notes default values'));
+          else await db.transaction(() => db.query('select count(*) from notes'), { readOnly: true });
+          res.end('ok');
+        },
+        { readYourWrites: { header: 'x-txscope-position' } },
+      ),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const written = await fetch(url, { method: 'POST' });
+      const position = written.headers.get('x-txscope-position');
+      expect(position).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      expect(written.headers.get('set-cookie')).toBeNull();
+      const read = await fetch(url);
+      expect(read.headers.get('x-txscope-position')).toBeNull();
+      const echoed = await fetch(url, { headers: { 'x-txscope-position': position as string } });
+      expect(echoed.headers.get('x-txscope-position')).toBeNull();
+      // The next write moves it forward.
+      const again = await fetch(url, {
+        method: 'POST',
+        headers: { 'x-txscope-position': position as string },
+      });
+      const next = again.headers.get('x-txscope-position') as string;
+      expect(postgresDialect.replication?.reached(next, position as string)).toBe(true);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 
