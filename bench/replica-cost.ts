@@ -20,6 +20,8 @@ async function main(): Promise<void> {
   const standby = cluster.standbys[0];
   if (standby === undefined) throw new Error('no standby');
   const plain = createDatabase({ driver: pg({ connectionString: cluster.primary.url, max: 4 }) });
+  // The standby as a plain database: what its server costs, without txscope's routing.
+  const direct = createDatabase({ driver: pg({ connectionString: standby.url, max: 4 }) });
   const replicated = createDatabase({
     driver: pg({ connectionString: cluster.primary.url, max: 4 }),
     replicas: [pg({ connectionString: standby.url, max: 4 })],
@@ -50,6 +52,7 @@ async function main(): Promise<void> {
         replicated.scope(() => write(replicated)),
       'read-only tx, no replicas (primary)': () => plain.scope(() => read(plain)),
       'read-only tx on the replica, scope wrote nothing': () => replicated.scope(() => read(replicated)),
+      'read-only tx, no replicas, database on the standby itself': () => direct.scope(() => read(direct)),
       'write then read-only tx in one scope, no replicas': () =>
         plain.scope(async () => {
           await write(plain);
@@ -85,6 +88,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await plain.close();
+    await direct.close();
     await replicated.close();
     await cluster.destroy();
   }
