@@ -7,8 +7,8 @@
  * servers run as the `postgres` user in a directory made for it under the system temp dir (never
  * under the checkout, which CI copies into a 0700 root-owned directory).
  */
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, rmSync } from 'node:fs';
 import { appendFile, chown, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -70,7 +70,8 @@ async function pg(binary: string, args: readonly string[]): Promise<void> {
   const path = join(pgBin, binary);
   const [file, argv] = asRoot ? ['runuser', ['-u', 'postgres', '--', path, ...args]] : [path, [...args]];
   try {
-    await run(file, argv, { timeout: 120_000 });
+    // Not the caller's directory: CI runs the tree from a 0700 root-owned one the postgres user cannot enter.
+    await run(file, argv, { timeout: 120_000, cwd: '/tmp' });
   } catch (error) {
     const e = error as { stderr?: string; message: string };
     throw new Error(`${binary} ${args.join(' ')} failed: ${e.stderr || e.message}`);
@@ -98,6 +99,30 @@ function settings(port: number, dir: string): string {
   ].join('\n');
 }
 
+/** Clusters not destroyed yet: a worker that exits early (a failed hook, Ctrl-C) still stops them. */
+const live = new Map<string, string[]>();
+process.on('exit', () => {
+  for (const [dir, dataDirs] of live) {
+    for (const dataDir of dataDirs) {
+      const args = [join(pgBin, 'pg_ctl'), '-D', dataDir, '-m', 'immediate', 'stop'];
+      try {
+        execFileSync(
+          asRoot ? 'runuser' : (args.shift() as string),
+          asRoot ? ['-u', 'postgres', '--', ...args] : args,
+          {
+            cwd: '/tmp',
+            stdio: 'ignore',
+            timeout: 10_000,
+          },
+        );
+      } catch {
+        // Not running.
+      }
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 function server(dataDir: string, port: number): ClusterServer {
   const log = `${dataDir}.log`;
   return {
@@ -120,9 +145,12 @@ export async function startReplicaCluster(standbys: readonly StandbyOptions[]): 
     await chown(dir, Number(stdout.trim()), Number(gid.trim()));
   }
   const started: ClusterServer[] = [];
+  const dataDirs: string[] = [];
+  live.set(dir, dataDirs);
   const destroy = async (): Promise<void> => {
     for (const s of started.reverse()) await s.stop().catch(() => {});
     await rm(dir, { recursive: true, force: true });
+    live.delete(dir);
   };
   try {
     const primaryDir = join(dir, 'primary');
@@ -139,6 +167,7 @@ export async function startReplicaCluster(standbys: readonly StandbyOptions[]): 
     await appendFile(join(primaryDir, 'postgresql.conf'), settings(primaryPort, dir));
     await appendFile(join(primaryDir, 'pg_hba.conf'), '\nhost replication all 127.0.0.1/32 trust\n');
     const primary = server(primaryDir, primaryPort);
+    dataDirs.push(primaryDir);
     await primary.start();
     started.push(primary);
     await pg('psql', [
@@ -163,6 +192,7 @@ export async function startReplicaCluster(standbys: readonly StandbyOptions[]): 
         options.applyDelayMs === undefined ? '' : `recovery_min_apply_delay = '${options.applyDelayMs}ms'\n`;
       await appendFile(join(standbyDir, 'postgresql.conf'), `${settings(port, dir)}${delay}`);
       const standby = server(standbyDir, port);
+      dataDirs.push(standbyDir);
       await standby.start();
       started.push(standby);
       replicas.push(standby);
