@@ -25,6 +25,8 @@ export interface QueryEvent {
   scopeId: number | null;
   transactionId: number | null;
   error?: unknown;
+  /** With `replicas` only: `'primary'` or the label of the replica the statement ran on. */
+  target?: string;
 }
 
 /** `txscope:acquire` / `txscope:release`: a connection taken from or given back to the pool. */

@@ -9,7 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import diagnostics from 'node:diagnostics_channel';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createDatabase, type Database, type RouteEvent } from 'txscope';
+import { createDatabase, type Database, type QueryEvent, type RouteEvent } from 'txscope';
 import { pg } from 'txscope/pg';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildExample, root } from '../support/example-app.js';
@@ -156,12 +156,16 @@ describe.skipIf(missing !== null)('read replicas (rule 20) on a real streaming r
     const events: RouteEvent[] = [];
     const listener = (message: unknown): void => void events.push(message as RouteEvent);
     diagnostics.subscribe('txscope:route', listener);
+    const queries: QueryEvent[] = [];
+    const onQuery = (message: unknown): void => void queries.push(message as QueryEvent);
+    diagnostics.subscribe('txscope:query', onQuery);
     const before = db.stats().targets ?? [];
     try {
       for (let i = 0; i < 3; i++) await readOnly(db);
       await db.query('select 1');
     } finally {
       diagnostics.unsubscribe('txscope:route', listener);
+      diagnostics.unsubscribe('txscope:query', onQuery);
     }
     const after = db.stats().targets ?? [];
     expect(after.map((t) => [t.label, t.role])).toEqual([
@@ -170,7 +174,7 @@ describe.skipIf(missing !== null)('read replicas (rule 20) on a real streaming r
     ]);
     const [primaryBefore, replicaBefore] = before as [(typeof after)[0], (typeof after)[0]];
     const [primaryAfter, replicaAfter] = after as [(typeof after)[0], (typeof after)[0]];
-    // Each read-only transaction: BEGIN, two statements, COMMIT on the replica; one autocommit statement on the primary.
+    // Each read-only transaction: BEGIN, its statement, COMMIT on the replica; one autocommit statement on the primary.
     expect(replicaAfter.transactions - replicaBefore.transactions).toBe(3);
     expect(replicaAfter.statements - replicaBefore.statements).toBe(3 * 3);
     expect(primaryAfter.statements - primaryBefore.statements).toBe(1);
@@ -178,7 +182,13 @@ describe.skipIf(missing !== null)('read replicas (rule 20) on a real streaming r
     expect(events.map((e) => [e.target, e.reason])).toEqual(
       Array.from({ length: 3 }, () => [`test@127.0.0.1:${fast.port}`, 'replica']),
     );
-    expect(JSON.stringify([after, events])).not.toContain('s3cret');
+    // Each statement's event names its target: 3 x (BEGIN, the statement, COMMIT) on the replica, then one on the primary.
+    const label = `test@127.0.0.1:${fast.port}`;
+    expect(queries.map((q) => q.target)).toEqual([...Array.from({ length: 9 }, () => label), 'primary']);
+    expect(queries.slice(0, 9).map((q) => q.transactionId)).toEqual(
+      events.flatMap((e) => Array.from({ length: 3 }, () => e.transactionId)),
+    );
+    expect(JSON.stringify([after, events, queries])).not.toContain('s3cret');
   });
 
   test('read-your-writes in a scope: a delayed replica serves it only once it has replayed the write', async () => {
