@@ -136,9 +136,17 @@ export class ReplicaTarget {
     if (previous.kind !== 'down') this.options.report(error);
   }
 
-  /** Takes a connection for a read-only transaction: wrapped, counted. */
-  async take(): Promise<DriverConnection> {
-    const connection = await this.driver.acquire(readOnlyIntent);
+  /**
+   * Takes a connection for a read-only transaction: wrapped, counted. Synchronous when the
+   * driver has one at hand, as the primary's acquire is.
+   */
+  take(): ReplicaConnection | Promise<ReplicaConnection> {
+    const taken = this.driver.acquire(readOnlyIntent);
+    if (!(taken instanceof Promise)) return this.#wrap(taken);
+    return taken.then((connection) => this.#wrap(connection));
+  }
+
+  #wrap(connection: DriverConnection): ReplicaConnection {
     this.checkedOut++;
     return new ReplicaConnection(this, connection);
   }

@@ -79,12 +79,34 @@ export class ReplicaSet {
     return rotated.sort((a, b) => a.checkedOut - b.checkedOut);
   }
 
-  async #anyReplica(request: AcquireRequest): Promise<DriverConnection> {
-    for (const target of this.#candidates()) {
-      const connection = await this.#take(target);
-      if (connection !== null) return this.#routed(request, connection, 'replica');
-    }
-    return this.#primary(request, 'no_healthy_replica');
+  /** No position to wait for: the first candidate that gives a connection (synchronously when it can). */
+  #anyReplica(request: AcquireRequest): Promise<DriverConnection> | DriverConnection {
+    const candidates = this.#candidates();
+    const next = (i: number): Promise<DriverConnection> | DriverConnection => {
+      const target = candidates[i];
+      if (target === undefined) return this.#primary(request, 'no_healthy_replica');
+      let taken: ReplicaConnection | Promise<ReplicaConnection>;
+      try {
+        taken = target.take();
+      } catch (error) {
+        this.#refused(target, error);
+        return next(i + 1);
+      }
+      if (!(taken instanceof Promise)) return this.#routed(request, taken, 'replica');
+      return taken.then(
+        (connection) => this.#routed(request, connection, 'replica'),
+        (error: unknown) => {
+          this.#refused(target, error);
+          return next(i + 1);
+        },
+      );
+    };
+    return next(0);
+  }
+
+  /** A replica that could not give a connection: down, unless only its pool was full. */
+  #refused(target: ReplicaTarget, error: unknown): void {
+    if (!ReplicaTarget.isPoolTimeout(error)) target.down(error);
   }
 
   /** After a write: a replica that has replayed the scope's last commit, else the primary. */
@@ -132,8 +154,7 @@ export class ReplicaSet {
     try {
       return await target.take();
     } catch (error) {
-      // A full pool says nothing of the replica's health; anything else marks it down.
-      if (!ReplicaTarget.isPoolTimeout(error)) target.down(error);
+      this.#refused(target, error);
       return null;
     }
   }
