@@ -18,6 +18,7 @@ export const channels = {
   boundaryAttempt: diagnostics.channel('txscope:boundary:attempt'),
   boundaryEnd: diagnostics.channel('txscope:boundary:end'),
   frame: diagnostics.channel('txscope:frame'),
+  route: diagnostics.channel('txscope:route'),
 } as const;
 
 /** `txscope:query`: one statement, published when it settles. */
@@ -28,6 +29,8 @@ export interface QueryEvent {
   scopeId: number | null;
   transactionId: number | null;
   error?: unknown;
+  /** With `replicas` only: `'primary'` or the label of the replica the statement ran on. */
+  target?: string;
 }
 
 /** `txscope:acquire` / `txscope:release`: a connection taken from or given back to the pool. */
@@ -125,6 +128,24 @@ export interface FrameEvent {
   readonly savepoint?: string;
   /** On `rollback_only`: the error the frame failed with. */
   readonly error?: unknown;
+}
+
+/**
+ * `txscope:route` (databases with `replicas`, rule 20): where a read-only transaction runs, published
+ * when its connection is taken. Its statements' `txscope:query` events carry the same `transactionId`.
+ */
+export interface RouteEvent {
+  database: string;
+  scopeId: number | null;
+  transactionId: number | null;
+  /** `'primary'`, or the replica's label (database and host, never a password). */
+  target: string;
+  /**
+   * Why: `replica` (a healthy replica, no position to wait for), `replayed` (a replica that has
+   * replayed the scope's last commit), or why the primary serves: `no_healthy_replica`,
+   * `not_replayed`, `suspended` (a transaction of the same async chain holds a connection).
+   */
+  reason: 'replica' | 'replayed' | 'no_healthy_replica' | 'not_replayed' | 'suspended';
 }
 
 export function publish(channel: diagnostics.Channel, message: unknown): void {

@@ -72,6 +72,33 @@ export interface Dialect {
   readonly isolationLevels: readonly IsolationLevel[];
   /** False when the database answered COMMIT by rolling back (PostgreSQL's `ROLLBACK` tag). */
   committed(result: DriverResult): boolean;
+  /**
+   * Optional: replication positions, for read-your-writes on read replicas (rule 20). Without
+   * it, replicas still serve read-only transactions, but a scope that has written reads from
+   * the primary for the rest of its life.
+   */
+  readonly replication?: ReplicationDialect;
+}
+
+/**
+ * How a database tells replication positions (PostgreSQL: WAL positions, LSNs). Positions are
+ * opaque text to the core; only `reached` compares them.
+ */
+export interface ReplicationDialect {
+  /**
+   * On the primary: one row whose `position` column is at or past every commit made so far
+   * (sent on the committing connection right after COMMIT, or on any connection later).
+   */
+  readonly currentPosition: string;
+  /**
+   * On a replica: one row with `replayed` (the position replayed so far, or null) and `lag_ms`
+   * (how far replay is behind what the replica has received, in milliseconds; 0 when caught up).
+   */
+  readonly replicaStatus: string;
+  /** True when a replica that replayed `replayed` has applied every commit up to `required`. */
+  reached(replayed: string, required: string): boolean;
+  /** Whether `text` is a well-formed position (one handed back by a client, in a cookie or header). */
+  isPosition(text: string): boolean;
 }
 
 /** The BEGIN a transaction's first statement carries (`DriverConnection.queryAfterBegin`). */

@@ -7,6 +7,7 @@ export {
 } from './core/database.js';
 export { Transactional, type TransactionalDecorator } from './core/decorator.js';
 export type { CompletionStatus } from './core/hooks.js';
+export type { ReplicaHealth, TargetStats } from './core/replica-target.js';
 export { isRetryable } from './core/retry.js';
 export type { ScopeInfo } from './core/scope.js';
 export type {
@@ -16,6 +17,7 @@ export type {
   FrameEvent,
   LeakEvent,
   QueryEvent,
+  RouteEvent,
   TransactionEvent,
 } from './diagnostics.js';
 export type {
@@ -31,6 +33,7 @@ export type {
   IsolationLevel,
   PoolCounts,
   QueryResult,
+  ReplicationDialect,
 } from './driver.js';
 export { ErrorCode, isTxScopeError, TxScopeError } from './errors.js';
 export {

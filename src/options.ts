@@ -71,6 +71,13 @@ export interface DatabaseOptions {
   leakDetectionMs?: number;
   /** Make this the database `@Transactional()` uses (the first one created is, until another claims it). */
   default?: boolean;
+  /**
+   * Read replicas (rule 20): drivers of the same dialect as `driver`, e.g. `[pg({ connectionString:
+   * REPLICA_URL })]`. Read-only transactions run on a healthy one; everything else on the primary.
+   */
+  replicas?: readonly Driver[];
+  /** A replica whose replay lags more than this is skipped until it catches up; default 1000 ms. */
+  maxReplicaLagMs?: number;
 }
 
 /** Options of `db.scope`. */
@@ -80,7 +87,16 @@ export interface ScopeOptions {
 }
 
 const transactionKeys = new Set(['propagation', 'isolation', 'readOnly', 'timeoutMs', 'retry', 'rollbackOn']);
-const databaseKeys = new Set(['driver', 'name', 'strict', 'defaults', 'leakDetectionMs', 'default']);
+const databaseKeys = new Set([
+  'driver',
+  'name',
+  'strict',
+  'defaults',
+  'leakDetectionMs',
+  'default',
+  'replicas',
+  'maxReplicaLagMs',
+]);
 
 /**
  * Options objects this module has checked: a boundary decorated once is entered many times, and
@@ -176,7 +192,7 @@ export function checkDatabaseOptions(options: unknown): DatabaseOptions {
   if (options === null || typeof options !== 'object') {
     throw errors.invalidOption(
       'createDatabase options',
-      '{ driver, name?, strict?, defaults?, leakDetectionMs?, default? }',
+      '{ driver, name?, strict?, defaults?, leakDetectionMs?, default?, replicas?, maxReplicaLagMs? }',
       options,
     );
   }
@@ -186,13 +202,7 @@ export function checkDatabaseOptions(options: unknown): DatabaseOptions {
       throw errors.invalidOption(`createDatabase.${key}`, [...databaseKeys].join(', '), key);
   }
   const driver = o.driver as Partial<Driver> | undefined | null;
-  if (
-    driver === undefined ||
-    driver === null ||
-    typeof driver.acquire !== 'function' ||
-    typeof driver.release !== 'function' ||
-    driver.dialect === undefined
-  ) {
+  if (!isDriver(driver)) {
     throw errors.invalidOption(
       'createDatabase.driver',
       "a txscope driver, such as pg({ connectionString }) from 'txscope/pg'",
@@ -207,7 +217,37 @@ export function checkDatabaseOptions(options: unknown): DatabaseOptions {
       throw errors.invalidOption(`createDatabase.${key}`, 'true or false', o[key]);
     }
   }
+  if (o.replicas !== undefined) checkReplicas(o.replicas, driver);
+  checkMilliseconds(o.maxReplicaLagMs, 'createDatabase.maxReplicaLagMs');
   return options as DatabaseOptions;
+}
+
+function isDriver(driver: Partial<Driver> | undefined | null): driver is Driver {
+  return (
+    driver !== undefined &&
+    driver !== null &&
+    typeof driver.acquire === 'function' &&
+    typeof driver.release === 'function' &&
+    driver.dialect !== undefined
+  );
+}
+
+function checkReplicas(replicas: unknown, primary: Driver): void {
+  const expected = `an array of txscope drivers of the primary's dialect (${primary.dialect.name}), such as [pg({ connectionString: REPLICA_URL })]`;
+  if (!Array.isArray(replicas)) throw errors.invalidOption('createDatabase.replicas', expected, replicas);
+  for (const [i, replica] of replicas.entries()) {
+    const candidate = replica as Partial<Driver> | null | undefined;
+    if (!isDriver(candidate) || candidate.dialect.name !== primary.dialect.name || replica === primary) {
+      const got = isDriver(candidate)
+        ? `a ${candidate.dialect.name} driver`
+        : 'an object that is not a driver';
+      throw errors.invalidOption(
+        `createDatabase.replicas[${i}]`,
+        expected,
+        replica === primary ? 'the primary driver itself' : got,
+      );
+    }
+  }
 }
 
 /** Which numeric options of a driver factory to check. */

@@ -14,6 +14,7 @@ import { TransactionFrame } from './frame.js';
 import { Lease } from './lease.js';
 import type { Pin } from './pin.js';
 import type { HeldConnection } from './pool.js';
+import { isReplicaLoss } from './replica-target.js';
 import { backoffMs } from './retry.js';
 import { runRootFrame } from './root-frame.js';
 import { runJoined, runSavepoint } from './savepoint.js';
@@ -177,13 +178,15 @@ async function runAttempts<T>(entry: Entry<T>, retry: RetryOptions): Promise<T> 
 
 /**
  * Whether attempt `attempt` is followed by another when it fails with an error. Only errors the
- * driver calls retryable are retried: never ERR_COMMIT_UNKNOWN or a lost connection.
+ * driver calls retryable are retried: never ERR_COMMIT_UNKNOWN or a lost connection, except a
+ * read-only transaction's replica lost under it (rule 20: it wrote nothing; it runs elsewhere).
  */
 function retries(engine: Engine, retry: RetryOptions, attempt: number): (error: unknown) => boolean {
   return (error) =>
     attempt < retry.attempts &&
-    !(error instanceof TxScopeError) &&
-    engine.driver.classify(error) === 'retryable';
+    (error instanceof TxScopeError
+      ? engine.replicas !== null && isReplicaLoss(error)
+      : engine.driver.classify(error) === 'retryable');
 }
 
 function runAttempt<T>(entry: Entry<T>, attempt: number): Promise<T> {

@@ -21,6 +21,7 @@ import { bindLazy } from './lazy.js';
 import { runPinned } from './pin.js';
 import type { ConnectionCounts } from './pool.js';
 import { claimDefault, releaseDefault } from './registry.js';
+import type { TargetStats } from './replicas.js';
 import { routeStatement } from './routing.js';
 import { runScope, type ScopeInfo } from './scope.js';
 
@@ -41,6 +42,11 @@ export interface DatabaseStats extends ConnectionCounts, ActivityCounts {
   name: string;
   /** The driver pool's own counts. */
   pool: PoolCounts;
+  /**
+   * With `replicas` only: each target (the primary first, then each replica) with its health,
+   * lag, statements and transactions served (rule 20).
+   */
+  targets?: TargetStats[];
 }
 
 /** A database: the one object repositories and services use. */
@@ -305,7 +311,14 @@ class TxScopeDatabase implements Database {
 
   stats(): DatabaseStats {
     const engine = this.#engine;
-    return { name: engine.name, pool: engine.pool.driverCounts(), ...engine.pool.counts, ...engine.activity };
+    const stats: DatabaseStats = {
+      name: engine.name,
+      pool: engine.pool.driverCounts(),
+      ...engine.pool.counts,
+      ...engine.activity,
+    };
+    if (engine.replicas !== null) stats.targets = engine.replicas.stats(engine.activity);
+    return stats;
   }
 
   async close(): Promise<void> {

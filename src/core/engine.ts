@@ -14,6 +14,7 @@ import {
   type TransactionOptions,
 } from '../options.js';
 import { Pool } from './pool.js';
+import { ReplicaSet } from './replicas.js';
 import { type StatementConnection, withoutTurns } from './runner.js';
 import type { TestPin } from './test-transaction.js';
 
@@ -37,6 +38,8 @@ export class Engine {
   /** Transaction options every transaction of this database starts from; null when none were given. */
   readonly defaults: Readonly<TransactionOptions> | null;
   readonly pool: Pool;
+  /** Read replicas (rule 20); null without `replicas`, and then nothing of them runs. */
+  readonly replicas: ReplicaSet | null;
   /**
    * The driver's one-call `query` (take, run, give back), in the shape of a connection for the
    * statement runner; null when the driver has none.
@@ -65,6 +68,11 @@ export class Engine {
     this.defaults = Object.keys(defaults).length > 0 ? defaults : null;
     const leakMs = checkMilliseconds(options.leakDetectionMs, 'leakDetectionMs');
     this.pool = new Pool(this, leakMs);
+    const replicas = options.replicas;
+    this.replicas =
+      replicas === undefined || replicas.length === 0
+        ? null
+        : new ReplicaSet(this, { replicas, maxLagMs: options.maxReplicaLagMs });
     const driver = this.driver;
     const query = driver.query;
     this.pooledConnection =
@@ -90,6 +98,7 @@ export class Engine {
     if (this.#closed) return;
     this.#closed = true;
     this.pool.close();
+    await this.replicas?.close();
     await this.driver.close();
   }
 

@@ -48,6 +48,8 @@ export class Lease implements AcquireRequest, HeldConnection, StatementConnectio
   lost: unknown = undefined;
   /** Set for read-only transactions: the driver may serve them from a reader. */
   readOnly = false;
+  /** The scope of a read-only transaction, for read-your-writes on replicas (rule 20). */
+  session: object | null = null;
   /** When the connection was taken (performance.now()), read by the release event; 0 untimed. */
   acquiredAt = 0;
   transactionId: number | null = null;

@@ -29,6 +29,8 @@ export interface AcquireRequest extends Holder {
   /** Connections its async chain already holds (suspended transactions, pins). */
   readonly held: readonly HeldConnection[];
   readonly readOnly: boolean;
+  /** The scope a read-only transaction runs for: read-your-writes on replicas (rule 20). */
+  readonly session?: object | null;
   /** Called when no connection could be taken; returns the error the caller rejects with. */
   acquireFailed?(error: unknown): unknown;
 }
@@ -88,7 +90,11 @@ export class Pool {
     const started = channels.acquire.hasSubscribers ? performance.now() : 0;
     let taken: DriverConnection | Promise<DriverConnection>;
     try {
-      taken = this.engine.driver.acquire(request.readOnly ? readOnlyIntent : undefined);
+      const replicas = this.engine.replicas;
+      taken =
+        replicas !== null && request.readOnly
+          ? replicas.acquire(request)
+          : this.engine.driver.acquire(request.readOnly ? readOnlyIntent : undefined);
     } catch (error) {
       this.#heldByWaiters -= holding;
       return Promise.reject(request.acquireFailed?.(error) ?? error);
@@ -168,7 +174,9 @@ export class Pool {
 
   #giveBack(connection: DriverConnection, holder: Holder, destroy: boolean): void {
     try {
-      this.engine.driver.release(connection, { destroy });
+      const replicas = this.engine.replicas;
+      if (replicas === null || !replicas.release(connection, destroy))
+        this.engine.driver.release(connection, { destroy });
     } catch (error) {
       this.engine.report('release', error, holder.transactionId);
     }

@@ -121,6 +121,7 @@ function autocommit(engine: Engine, statement: Statement, from: Binding | undefi
   if (test !== null) return test.query(statement);
   const session = from?.session ?? null;
   const held = from?.held ?? noLeases;
+  if (session !== null && engine.replicas !== null) engine.replicas.ranInAutocommit(session, statement.text);
   const pooled = engine.pooledConnection;
   if (pooled !== null && held.length === 0 && !engine.pool.watched) {
     engine.pool.borrowedByDriver();

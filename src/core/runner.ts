@@ -7,6 +7,7 @@ import { channels, type QueryEvent } from '../diagnostics.js';
 import type { DriverConnection, DriverResult } from '../driver.js';
 import { TxScopeError } from '../errors.js';
 import type { Engine } from './engine.js';
+import { ReplicaConnection } from './replica-target.js';
 import type { Session } from './scope.js';
 
 /**
@@ -36,6 +37,8 @@ export interface StatementOwner {
   readonly engine: Engine;
   readonly session: Session | null;
   readonly transactionId: number | null;
+  /** A transaction's lease: with replicas, `txscope:query` says which target its statements ran on. */
+  readonly lease?: { readonly heldConnection: DriverConnection | null };
   /** The error a statement whose turn has come rejects with instead of being sent, or null. */
   refusal(): Error | null;
   /** Checks a result (the transaction may have ended under it); returns it or throws. */
@@ -178,6 +181,10 @@ function observe(owner: StatementOwner, text: string, elapsed: Elapsed): void {
     transactionId: owner.transactionId,
     ...(error === undefined ? {} : { error }),
   };
+  if (owner.engine.replicas !== null) {
+    const connection = owner.lease?.heldConnection;
+    event.target = connection instanceof ReplicaConnection ? connection.target.label : 'primary';
+  }
   channels.query.publish(event);
 }
 

@@ -74,7 +74,10 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     this.role = setup.role;
     this.racing = setup.racing;
     if (setup.role.kind !== 'savepoint') this.lease.transactionId = this.id;
-    if (setup.ownsLease) this.lease.readOnly = setup.readOnly;
+    if (setup.ownsLease) {
+      this.lease.readOnly = setup.readOnly;
+      this.lease.session = setup.session;
+    }
     this.root = new TransactionFrame(this, null, { kind: 'root', readOnly: setup.readOnly });
     engine.activity.activeTransactions++;
     const ms = setup.timeoutMs;
@@ -292,7 +295,16 @@ export class Transaction implements BeginningTransaction, ScopeTransaction {
     const text = name === null ? this.engine.dialect.commit : this.engine.dialect.releaseSavepoint(name);
     return this.lease.send(this, { text, values: noValues, kind: 'commit' }).then(
       (result) => {
-        if (this.engine.dialect.committed(result)) return this.#finish('committed');
+        if (this.engine.dialect.committed(result)) {
+          // Read-your-writes (rule 20): the scope's later reads wait for a replica to replay this.
+          const replicas = this.engine.replicas;
+          if (replicas === null || this.session === null || this.readOnly || name !== null) {
+            return this.#finish('committed');
+          }
+          return replicas
+            .recordCommit(this.lease.heldConnection, this.session)
+            .then(() => this.#finish('committed'));
+        }
         return this.#finish('rolled_back', 'commit_rolled_back')?.then(rollbackOnly) ?? rollbackOnly();
       },
       (error: unknown) => this.#commitFailed(error, sent),

@@ -32,8 +32,11 @@ export interface TxScopePluginOptions extends ScopeMiddlewareOptions {
  * instance). Registered with `skip-override`, the plugin does the same on the root.
  */
 export function installHooks(instance: FastifyInstanceLike, options: TxScopePluginOptions): void {
-  const { db, serverTiming } = options;
-  const timing = { serverTiming: serverTiming === true };
+  const { db, serverTiming, readYourWrites } = options;
+  const timing = {
+    serverTiming: serverTiming === true,
+    ...(readYourWrites === undefined ? {} : { readYourWrites }),
+  };
   instance.addHook('onRequest', (request, reply, done) => {
     let passed = false;
     requestScope(db, { req: request.raw, res: reply.raw, options: timing }, () => {

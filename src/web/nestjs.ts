@@ -48,7 +48,11 @@ function install(adapter: HttpAdapterLike | null | undefined, options: TxScopeMo
   if (adapter === undefined || adapter === null) return 'none';
   const type = adapter.getType();
   if (installed.has(adapter)) return type;
-  const timing = { serverTiming: options.serverTiming === true };
+  const readYourWrites = options.readYourWrites;
+  const timing = {
+    serverTiming: options.serverTiming === true,
+    ...(readYourWrites === undefined ? {} : { readYourWrites }),
+  };
   if (type === 'express') {
     adapter.use(middleware(options.db, timing));
   } else if (type === 'fastify') {

@@ -8,6 +8,7 @@ import type { IncomingMessage, OutgoingHttpHeader, OutgoingHttpHeaders, ServerRe
 import type { Database } from '../core/database.js';
 import type { ScopeInfo } from '../core/scope.js';
 import { errors } from '../errors.js';
+import { carryPosition, checkReadYourWrites, type ReadYourWritesOptions } from './positions.js';
 
 /** Options every web adapter takes. */
 export interface ScopeMiddlewareOptions {
@@ -16,6 +17,13 @@ export interface ScopeMiddlewareOptions {
    * transactions: `Server-Timing: db;dur=12.3;desc="3 queries, 1 tx"`.
    */
   serverTiming?: boolean;
+  /**
+   * Read-your-writes across requests and processes, for a database with `replicas` (rule 20):
+   * a request that committed a write sets a cookie (or header) with the primary's position after
+   * it, and a request that brings it back reads only from a replica that has replayed it.
+   * `true`: a `txscope-position` cookie. Off by default.
+   */
+  readYourWrites?: boolean | ReadYourWritesOptions;
 }
 
 /** The request, as the adapters see it: node's own, or any object that emits its events. */
@@ -53,7 +61,7 @@ export function checkMiddleware(
   if (options === null || typeof options !== 'object') {
     throw invalid(`${where}: options`, '{ serverTiming?: boolean }', options);
   }
-  const known = new Set(['serverTiming', ...extraKeys]);
+  const known = new Set(['serverTiming', 'readYourWrites', ...extraKeys]);
   for (const key of Object.keys(options)) {
     if (!known.has(key)) throw invalid(`${where}: option "${key}"`, `one of ${[...known].join(', ')}`, key);
   }
@@ -61,6 +69,7 @@ export function checkMiddleware(
   if (serverTiming !== undefined && typeof serverTiming !== 'boolean') {
     throw invalid(`${where}: serverTiming`, 'true or false', serverTiming);
   }
+  checkReadYourWrites(where, (options as ScopeMiddlewareOptions).readYourWrites);
 }
 
 /**
@@ -96,6 +105,9 @@ export function requestScope<T>(db: Database, exchange: Exchange, next: () => T 
           bindRequestEvents(req, resource);
           const scope = db.current.scope;
           if (options?.serverTiming === true && scope !== null) addServerTiming(res, scope);
+          const readYourWrites = options?.readYourWrites;
+          if (readYourWrites !== undefined && readYourWrites !== false && scope !== null)
+            carryPosition(req, res, scope, readYourWrites);
           const handled = (async () => next())();
           handled.then(resolve, reject);
           await Promise.allSettled([handled, ended]);

@@ -3,7 +3,7 @@
 import diagnostics from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream';
-import type { ConnectionEvent, Database, ScopeInfo } from 'txscope';
+import type { ConnectionEvent, Database, RouteEvent, ScopeInfo } from 'txscope';
 
 export interface RequestRecord {
   id: number;
@@ -15,6 +15,8 @@ export interface RequestRecord {
   transactions: number;
   heldMs: number;
   at: number;
+  /** With read replicas only: where the request's read-only transactions ran (`primary` or a replica's label). */
+  readTargets?: string[];
 }
 
 export interface PoolSample {
@@ -32,6 +34,9 @@ export class Activity {
   readonly samples: PoolSample[] = [];
   readonly #clients = new Set<ServerResponse>();
   readonly #held = new Map<number, number>();
+  /** With replicas: the targets of each tracked request's read-only transactions. */
+  readonly #targets = new Map<number, Set<string>>();
+  readonly #replicated: boolean;
   readonly #timer: NodeJS.Timeout;
   #lastSample = '';
   #seq = 0;
@@ -39,6 +44,8 @@ export class Activity {
   constructor(readonly db: Database) {
     diagnostics.subscribe('txscope:release', this.#onRelease);
     diagnostics.subscribe('txscope:acquire', this.#onPoolChange);
+    this.#replicated = db.stats().targets !== undefined;
+    if (this.#replicated) diagnostics.subscribe('txscope:route', this.#onRoute);
     this.#timer = setInterval(() => this.#sample(false), 250);
     this.#timer.unref();
   }
@@ -53,6 +60,11 @@ export class Activity {
   };
 
   readonly #onPoolChange = (): void => this.#sample(true);
+
+  readonly #onRoute = (message: unknown): void => {
+    const event = message as RouteEvent;
+    if (event.scopeId !== null) this.#targets.get(event.scopeId)?.add(event.target);
+  };
 
   #sample(force: boolean): void {
     const stats = this.db.stats();
@@ -80,6 +92,7 @@ export class Activity {
       return;
     }
     this.#held.set(scope.id, 0);
+    if (this.#replicated) this.#targets.set(scope.id, new Set());
     // Not res.once('close'): a client that hung up early may have closed the response already.
     finished(res, () => {
       const record: RequestRecord = {
@@ -93,6 +106,9 @@ export class Activity {
         heldMs: round(this.#held.get(scope.id) ?? 0),
         at: Date.now(),
       };
+      const targets = this.#targets.get(scope.id);
+      if (targets !== undefined) record.readTargets = [...targets];
+      this.#targets.delete(scope.id);
       this.#held.delete(scope.id);
       this.requests.push(record);
       if (this.requests.length > keptRequests) this.requests.shift();
@@ -125,6 +141,7 @@ export class Activity {
     clearInterval(this.#timer);
     diagnostics.unsubscribe('txscope:release', this.#onRelease);
     diagnostics.unsubscribe('txscope:acquire', this.#onPoolChange);
+    if (this.#replicated) diagnostics.unsubscribe('txscope:route', this.#onRoute);
     for (const client of this.#clients) client.end();
     this.#clients.clear();
   }
