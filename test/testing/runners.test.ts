@@ -73,11 +73,15 @@ it('parallel test files in vitest workers each have their own test transaction, 
 it('node:test: each test wrapped in withRollback', async () => {
   // The fixture imports the package as users do, so it runs on the build.
   await buildExample();
-  const { stdout } = await run(process.execPath, ['--test', 'test/testing/fixtures/node-test.mjs'], {
-    cwd: root,
-    env: { ...process.env, TXSCOPE_PG_URL: url, TXSCOPE_TABLE: table },
-    timeout: 60_000,
-  });
+  const { stdout } = await run(
+    process.execPath,
+    ['--test', '--test-reporter=tap', 'test/testing/fixtures/node-test.mjs'],
+    {
+      cwd: root,
+      env: { ...process.env, TXSCOPE_PG_URL: url, TXSCOPE_TABLE: table },
+      timeout: 60_000,
+    },
+  );
   expect(stdout).toMatch(/# pass 2/);
   expect(stdout).toMatch(/# fail 0/);
   expect(await committed()).toBe(0);
