@@ -8,9 +8,13 @@ import { createRequire } from 'node:module';
 import type { Transform } from 'node:stream';
 import type { Database } from '../../core/database.js';
 import type { DialectName } from '../../driver.js';
-import { errors } from '../../errors.js';
+import { errors, type TxScopeError } from '../../errors.js';
 import { asHandle, type KnexQuery, respond, TxScopeKnexConnection } from './connection.js';
 import { type KnexTransactionClass, txscopeTransactionClass } from './transaction.js';
+
+/** What Knex itself says of an empty query, as the catalog's error. */
+const emptyQuery = (): TxScopeError =>
+  errors.invalidArgument('a Knex query', 'SQL text, and this one is empty (a builder with nothing to run?)');
 
 /** Where the txscope database travels in the Knex config (Knex copies its config to every client it derives). */
 export const databaseKey: unique symbol = Symbol('txscope database');
@@ -109,7 +113,7 @@ function clientClass(dialect: DialectName): KnexClientClass {
     }
 
     _query(connection: unknown, query: KnexQuery): Promise<KnexQuery> {
-      if (!query.sql) throw new Error('The query is empty');
+      if (!query.sql) throw emptyQuery();
       const handle = asHandle(connection);
       const values =
         this._formatBindings === undefined ? (query.bindings ?? []) : this._formatBindings(query.bindings);
@@ -121,7 +125,7 @@ function clientClass(dialect: DialectName): KnexClientClass {
      * would (the ambient transaction, or the `trx`'s), never on a connection of its own.
      */
     _stream(connection: unknown, query: KnexQuery, stream: Transform): Promise<void> {
-      if (!query.sql) throw new Error('The query is empty');
+      if (!query.sql) throw emptyQuery();
       const handle = asHandle(connection);
       const values =
         this._formatBindings === undefined ? (query.bindings ?? []) : this._formatBindings(query.bindings);
