@@ -4,51 +4,24 @@
  * failed BEGIN keeps the statement from running; autocommit statements run take-run-give-back
  * in one call and never leave a transaction open on a pooled connection.
  */
-import pgLib from 'pg';
 import { createDatabase, type Database, sql } from 'txscope';
 import { pg } from 'txscope/pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type FreshDatabase, freshPgDatabase } from '../support/databases.js';
-import { type FaultProxy, type ProxyMessage, startProxy } from '../support/proxy.js';
+import { describe, expect, it } from 'vitest';
+import type { ProxyMessage } from '../support/proxy.js';
+import { useWireFixture } from '../support/wire.js';
 
-let fresh: FreshDatabase;
-let observer: pgLib.Pool;
-let proxy: FaultProxy;
-const open: Database[] = [];
-
-beforeAll(async () => {
-  fresh = await freshPgDatabase();
-  observer = new pgLib.Pool({ connectionString: fresh.url, max: 2 });
-  await observer.query('create table items (id serial primary key, tag text not null)');
-  const target = new URL(fresh.url);
-  proxy = await startProxy({ target: { host: target.hostname, port: Number(target.port || 5432) } });
-});
-
-afterAll(async () => {
-  await proxy?.close();
-  await observer?.end();
-  await fresh?.drop();
-});
-
-beforeEach(async () => {
-  proxy.setFault(null);
-  await observer.query('truncate items');
-});
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((db) => db.close()));
-});
+const wire = useWireFixture();
 
 function makeDb(max = 1): Database {
-  const db = createDatabase({ driver: pg({ connectionString: proxy.url(fresh.url), max }) });
-  open.push(db);
+  const db = createDatabase({ driver: pg({ connectionString: wire.proxy.url(wire.fresh.url), max }) });
+  wire.track(db);
   return db;
 }
 
 const insert = (db: Database, tag: string) => db.query(sql`insert into items (tag) values (${tag})`);
 
 async function tags(): Promise<string[]> {
-  const { rows } = await observer.query<{ tag: string }>('select tag from items order by id');
+  const { rows } = await wire.observer.query<{ tag: string }>('select tag from items order by id');
   return rows.map((r) => r.tag);
 }
 
@@ -66,7 +39,7 @@ describe('txscope/pg on the wire', () => {
   it('a transaction of k statements sends k + 2 statements in k + 1 round trips: BEGIN rides with the first', async () => {
     const db = makeDb();
     await db.query('select 1'); // the connection is open and idle in the pool before recording
-    const trace = proxy.record();
+    const trace = wire.proxy.record();
     await db.transaction(async () => {
       for (const tag of ['a', 'b', 'c', 'd']) await insert(db, tag);
     });
@@ -88,7 +61,7 @@ describe('txscope/pg on the wire', () => {
   it('a first statement without parameters rides with BEGIN too; a script of several waits for it', async () => {
     const db = makeDb();
     await db.query('select 1');
-    const trace = proxy.record();
+    const trace = wire.proxy.record();
     await db.transaction(() => db.query("insert into items (tag) values ('plain')"));
     await db.transaction(() =>
       db.query("insert into items (tag) values ('s1'); insert into items (tag) values ('s2')"),
@@ -104,11 +77,11 @@ describe('txscope/pg on the wire', () => {
     await db.query('select 1');
     // The server receives a BEGIN it cannot parse: it answers with an error and skips everything
     // up to the Sync, the statement that rode with BEGIN included.
-    proxy.setFault({
+    wire.proxy.setFault({
       when: (m) => m.type === 'P' && m.text === 'BEGIN',
       action: { rewrite: { from: 'BEGIN', to: 'BEGIX' } },
     });
-    const trace = proxy.record();
+    const trace = wire.proxy.record();
     let second: unknown;
     const outcome = await db
       .transaction(async () => {

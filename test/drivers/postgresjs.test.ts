@@ -3,55 +3,28 @@
  * trips with and without prepared statements, the protocol-level cancel, postgres.js's own type
  * parsing, a `Sql` the application already has, and what `sql.begin` next to txscope means.
  */
-import pgLib from 'pg';
 import postgres from 'postgres';
 import { createDatabase, type Database, sql } from 'txscope';
 import { type PostgresJsOptions, type PostgresJsSqlLike, postgresjs } from 'txscope/postgresjs';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type FreshDatabase, freshPgDatabase } from '../support/databases.js';
+import { describe, expect, it } from 'vitest';
 import { until } from '../support/drivers.js';
-import { type FaultProxy, type ProxyMessage, startProxy } from '../support/proxy.js';
+import type { ProxyMessage } from '../support/proxy.js';
+import { useWireFixture } from '../support/wire.js';
 
-let fresh: FreshDatabase;
-let observer: pgLib.Pool;
-let proxy: FaultProxy;
-const open: Database[] = [];
-
-beforeAll(async () => {
-  fresh = await freshPgDatabase();
-  observer = new pgLib.Pool({ connectionString: fresh.url, max: 2 });
-  await observer.query('create table items (id serial primary key, tag text not null)');
-  const target = new URL(fresh.url);
-  proxy = await startProxy({ target: { host: target.hostname, port: Number(target.port || 5432) } });
-});
-
-afterAll(async () => {
-  await proxy?.close();
-  await observer?.end();
-  await fresh?.drop();
-});
-
-beforeEach(async () => {
-  proxy.setFault(null);
-  await observer.query('truncate items');
-});
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((db) => db.close()));
-});
+const wire = useWireFixture();
 
 function makeDb(options: Omit<PostgresJsOptions, 'url'> = {}): Database {
   const db = createDatabase({
-    driver: postgresjs({ url: proxy.url(fresh.url), max: 1, onnotice: () => {}, ...options }),
+    driver: postgresjs({ url: wire.proxy.url(wire.fresh.url), max: 1, onnotice: () => {}, ...options }),
   });
-  open.push(db);
+  wire.track(db);
   return db;
 }
 
 const insert = (db: Database, tag: string) => db.query(sql`insert into items (tag) values (${tag})`);
 
 async function tags(): Promise<string[]> {
-  const { rows } = await observer.query<{ tag: string }>('select tag from items order by id');
+  const { rows } = await wire.observer.query<{ tag: string }>('select tag from items order by id');
   return rows.map((r) => r.tag);
 }
 
@@ -84,13 +57,13 @@ describe('txscope/postgresjs on the wire', () => {
   it('a transaction of k statements takes k + 2 round trips once its statements are prepared on the connection', async () => {
     const db = makeDb();
     await db.query('select 1'); // the connection is open (and its types fetched) before recording
-    const first = proxy.record();
+    const first = wire.proxy.record();
     await fourInserts(db);
     first.stop();
     // The first time: the statement is parsed and described (its parameter types), then bound.
     expect(writes(first.messages)).toEqual(['Q', 'P D H', 'B E S', 'B E S', 'B E S', 'B E S', 'Q']);
     expect(roundTrips(first.messages)).toBe(4 + 3);
-    const again = proxy.record();
+    const again = wire.proxy.record();
     await fourInserts(db);
     again.stop();
     // Prepared and cached on the connection: one write per statement, BEGIN and COMMIT simple queries.
@@ -108,7 +81,7 @@ describe('txscope/postgresjs on the wire', () => {
     const db = makeDb({ prepare: false });
     await db.query('select 1');
     await fourInserts(db);
-    const trace = proxy.record();
+    const trace = wire.proxy.record();
     await fourInserts(db);
     trace.stop();
     expect(roundTrips(trace.messages)).toBe(2 * 4 + 2);
@@ -123,7 +96,7 @@ describe('txscope/postgresjs on the wire', () => {
   it('statements without parameters are simple queries, one round trip, and may hold several statements', async () => {
     const db = makeDb();
     await db.query('select 1');
-    const trace = proxy.record();
+    const trace = wire.proxy.record();
     await db.transaction(() =>
       db.query("insert into items (tag) values ('s1'); insert into items (tag) values ('s2')"),
     );
@@ -134,12 +107,12 @@ describe('txscope/postgresjs on the wire', () => {
 
   it('a timeout cancels the running statement with a CancelRequest of its own, then rolls back', async () => {
     const db = makeDb();
-    const trace = proxy.record();
+    const trace = wire.proxy.record();
     const result = db.transaction(() => db.query('select pg_sleep(30)'), { timeoutMs: 200 });
     await expect(result).rejects.toMatchObject({ code: 'ERR_TRANSACTION_TIMEOUT' });
     trace.stop();
     expect(trace.messages.some((m) => m.type === 'CancelRequest')).toBe(true);
-    const { rows } = await observer.query(
+    const { rows } = await wire.observer.query(
       "select 1 from pg_stat_activity where query like 'select pg_sleep(30)%' and state = 'active'",
     );
     expect(rows).toEqual([]);
@@ -216,7 +189,7 @@ describe('txscope/postgresjs types', () => {
 describe('txscope/postgresjs with a Sql of its own', () => {
   it('runs on a Sql the application already has, and db.close() ends it', async () => {
     const closedIds: number[] = [];
-    const existing = postgres(proxy.url(fresh.url), {
+    const existing = postgres(wire.proxy.url(wire.fresh.url), {
       max: 2,
       onnotice: () => {},
       onclose: (id: number) => closedIds.push(id),
@@ -233,9 +206,9 @@ describe('txscope/postgresjs with a Sql of its own', () => {
   });
 
   it('sql.begin is postgres.js’s own transaction on another connection: it is not part of the txscope one', async () => {
-    const existing = postgres(fresh.url, { max: 2, onnotice: () => {} });
+    const existing = postgres(wire.fresh.url, { max: 2, onnotice: () => {} });
     const db = createDatabase({ driver: postgresjs(existing as unknown as PostgresJsSqlLike) });
-    open.push(db);
+    wire.track(db);
     await expect(
       db.transaction(async () => {
         await insert(db, 'txscope');
@@ -248,7 +221,7 @@ describe('txscope/postgresjs with a Sql of its own', () => {
   });
 
   it('never shows the password: label and pool-timeout message name database and host only', async () => {
-    const url = new URL(proxy.url(fresh.url));
+    const url = new URL(wire.proxy.url(wire.fresh.url));
     url.password = 'S3cretPassw0rd';
     const driver = postgresjs({ url: url.href, max: 1, acquireTimeoutMillis: 100 });
     expect(driver.label).not.toContain('S3cret');
